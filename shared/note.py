@@ -63,7 +63,7 @@ def verifier_key(name: str, key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def parse_verifier_key(text: str) -> Verifier:
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise NoteError("a verifier key is name+hexkeyid+base64key")
     name, hex_hash, encoded = parts

@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    the main job: one collection run, registry to audited credits
+#   make test   the test suite on SQLite, then on PostgreSQL
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: run test test-sqlite test-postgres up lint format bench clean install
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/salvage demo
+
+up: $(STAMP)
+	$(BIN)/salvage up
+
+test: test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
+	SALVAGE_TEST_DB=sqlite $(BIN)/python -m pytest -q
+
+test-postgres: $(STAMP)
+	SALVAGE_TEST_DB=postgres SALVAGE_TEST_POSTGRES_URL=$(POSTGRES_URL) \
+		$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check shared services tests bench
+	$(BIN)/ruff check shared services tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format shared services tests bench
+	$(BIN)/ruff check --fix shared services tests bench
+
+clean:
+	rm -rf .salvage .pytest_cache .hypothesis .ruff_cache
