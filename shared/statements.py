@@ -6,7 +6,7 @@ ledger turns it into a problem+json refusal and an auditor into a verdict.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ CREDIT_KINDS = (
     "credit.retirement",
 )
 KINDS = (*CUSTODY_KINDS, TRIP, SEAL, *CREDIT_KINDS)
+SEAL_NEEDS = (*CUSTODY_KINDS, TRIP)
 BATCH_KINDS = (*CUSTODY_KINDS, TRIP, SEAL, "credit.quantification")
 PARTY_KINDS = ("device", "property_manager", "hauler", "plant", "service")
 MATERIALS = (
@@ -414,17 +415,17 @@ def _check_order(kind: str, before: Sequence[str]) -> None:
         )
 
 
-def missing_for_seal(history: Sequence[LoggedEntry]) -> list[str]:
-    """What the batch still lacks before it can be sealed."""
-    kinds = {entry.kind for entry in history}
-    return [kind for kind in (PICKUP, DELIVERY, PROCESSING, TRIP) if kind not in kinds]
+def missing_for_seal(kinds: Iterable[str]) -> list[str]:
+    """What a batch with entries of these kinds lacks before its seal."""
+    present = set(kinds)
+    return [kind for kind in SEAL_NEEDS if kind not in present]
 
 
 def check_chain(
     history: Sequence[LoggedEntry], keys: Mapping[str, KeyInfo | None]
 ) -> dict[str, Any]:
     """Re-checks a batch's whole chain and returns the seal body it earns."""
-    missing = missing_for_seal(history)
+    missing = missing_for_seal(entry.kind for entry in history)
     if missing:
         raise RuleViolation(
             "chain-incomplete", f"The batch lacks {', '.join(missing)}."

@@ -8,6 +8,7 @@ was migrated once per run, so tests never see each other's rows.
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,10 @@ def _admin(sql: str) -> None:
         connection.execute(sql)
 
 
+def _drop(name: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class DatabaseFactory:
     """Makes fresh migrated databases per service from a per-run template."""
 
@@ -85,8 +90,12 @@ class DatabaseFactory:
     def drop_all(self) -> None:
         if BACKEND != "postgres":
             return
-        for name in reversed(self.created):
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        templates = set(self.templates.values())
+        copies = [name for name in self.created if name not in templates]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_drop, copies))
+        for name in templates:
+            _drop(name)
 
 
 @pytest.fixture(scope="session")

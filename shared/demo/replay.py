@@ -75,7 +75,9 @@ def replay(client: httpx.Client, device_id: str, token: str, fixes: list[Fix]) -
     headers = {"Authorization": f"Bearer {token}"}
     for number, fix in enumerate(fixes):
         battery = max(20, 100 - number * 60 // max(1, len(fixes)))
-        response = client.get("/", params=osmand_params(device_id, fix, battery), headers=headers)
+        response = client.get(
+            "/", params=osmand_params(device_id, fix, battery), headers=headers
+        )
         if response.status_code < 300:
             accepted += 1
     return accepted

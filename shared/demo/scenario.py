@@ -11,6 +11,7 @@ glass and metal 1-5 %; Buildings 2025, 15(2):252).
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -22,8 +23,18 @@ STOPS = DATA_DIR / "limerick-bus-304-stops.geojson"
 DEPOT_STOP = "607461"
 PLANT_STOP = "607631"
 CITY = "Limerick"
-DAY = "2019-02-18"
-WINDOW = ("2019-02-18T07:30:00Z", "2019-02-18T09:30:00Z")
+# One run on such a load quantifies about a quarter of a tonne of CO2e, and
+# credits are whole tonnes with a buffer held back, so the job drives the
+# same real run on consecutive days (times shifted by whole days, nothing
+# else changed) until a tonne can be sold. The report says how many.
+FIRST_DAY = datetime(2019, 2, 18, tzinfo=UTC)
+DAYS = 9
+WINDOW = (timedelta(hours=7, minutes=45), timedelta(hours=9, minutes=15))
+WEIGHED_AFTER = timedelta(hours=9, minutes=2)
+SORTED_AFTER = timedelta(hours=11, minutes=30)
+
+DEVICE_ID = "truck-304"
+TRUCK_CAPACITY_KG = 8000
 
 COMMUNITY_RADIUS_M = 50
 SITE_RADIUS_M = 150

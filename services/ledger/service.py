@@ -1,0 +1,743 @@
+"""The ledger's domain logic: party keys, serialized appends with their
+checkpoints, automatic batch seals, and the reads behind proofs."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.ledger.models import HEAD_ID, Batch, Entry, LogHead, PartyKey
+from services.ledger.models import Checkpoint as CheckpointRow
+from services.ledger.tree import (
+    LogDamaged,
+    TreeAppender,
+    consistency_proof,
+    inclusion_proof,
+)
+from shared.canonical import b64, canonical_json
+from shared.crypto import key_id as key_id_of
+from shared.crypto import public_key_b64, public_key_from_b64, sign_statement
+from shared.merkle import leaf_hash as hash_leaf
+from shared.note import (
+    Checkpoint,
+    NoteError,
+    parse_verifier_key,
+    sign_checkpoint,
+    verifier_key,
+    verify_checkpoint,
+)
+from shared.problems import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    Unprocessable,
+)
+from shared.statements import (
+    KINDS,
+    PARTY_KINDS,
+    SEAL,
+    KeyInfo,
+    LoggedEntry,
+    RuleViolation,
+    check_chain,
+    check_entry_shape,
+    check_next,
+    check_signatures,
+    decode_leaf,
+    missing_for_seal,
+)
+from shared.timeutil import iso_utc, utcnow
+
+log = structlog.get_logger()
+
+LEDGER_PARTY_ID = "ledger"
+# Idempotency keys the ledger uses for its own entries; clients may not.
+RESERVED_KEY_PREFIX = "ledger:"
+SEAL_KEY_PREFIX = RESERVED_KEY_PREFIX + "seal:"
+
+
+@dataclass(frozen=True)
+class LogSigner:
+    """The ledger's Ed25519 key, used for checkpoints and for seals."""
+
+    origin: str
+    key: Ed25519PrivateKey
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.key)
+
+    @property
+    def verifier_key(self) -> str:
+        return verifier_key(self.origin, self.key)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One entry a client asks to append, under its idempotency key."""
+
+    key: str
+    entry: Any
+
+
+@dataclass(frozen=True)
+class Appended:
+    index: int
+    leaf_hash: bytes
+    size: int
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": b64(self.leaf_hash),
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one submission: appended (or replayed), or refused."""
+
+    appended: Appended | None = None
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True)
+class SealAttempt:
+    seal_index: int | None
+    refusal: RuleViolation | None = None
+
+
+class EntryRefused(Unprocessable):
+    title = "Entry refused"
+
+
+# Keys
+
+
+def key_to_dict(key: PartyKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "public_key": key.public_key,
+        "party_kind": key.party_kind,
+        "party_id": key.party_id,
+        "kinds": list(key.kinds),
+        "revoked_at": iso_utc(key.revoked_at) if key.revoked_at else None,
+        "revoke_reason": key.revoke_reason,
+    }
+
+
+def register_key(
+    session: Session,
+    *,
+    key_id: str,
+    public_key: str,
+    party_kind: str,
+    party_id: str,
+    kinds: Sequence[str],
+) -> tuple[PartyKey, bool]:
+    """Registers a party key; returns it and whether it is new."""
+    _check_key_request(key_id, public_key, party_kind, kinds)
+    content = (public_key, party_kind, party_id, sorted(set(kinds)))
+    existing = session.get(PartyKey, key_id)
+    if existing is not None:
+        stored = (
+            existing.public_key,
+            existing.party_kind,
+            existing.party_id,
+            sorted(existing.kinds),
+        )
+        if stored != content:
+            raise Conflict(
+                f"Key {key_id} is already registered with different content.",
+                slug="key-conflict",
+            )
+        return existing, False
+    key = PartyKey(
+        key_id=key_id,
+        public_key=public_key,
+        party_kind=party_kind,
+        party_id=party_id,
+        kinds=content[3],
+        created_at=utcnow(),
+    )
+    session.add(key)
+    session.flush()
+    log.info("ledger.key_registered", key_id=key_id, party_kind=party_kind)
+    return key, True
+
+
+def _check_key_request(
+    key_id: str, public_key: str, party_kind: str, kinds: Sequence[str]
+) -> None:
+    try:
+        public = public_key_from_b64(public_key)
+    except ValueError as exc:
+        raise Unprocessable(
+            "public_key is the base64 of a raw 32-byte Ed25519 key.",
+            slug="public-key-invalid",
+        ) from exc
+    if key_id_of(public) != key_id:
+        raise Unprocessable(
+            f"The key ID of this public key is {key_id_of(public)}, not {key_id}.",
+            slug="key-id-mismatch",
+        )
+    if party_kind not in PARTY_KINDS:
+        raise Unprocessable(
+            f"party_kind is one of {', '.join(PARTY_KINDS)}.", slug="party-kind-invalid"
+        )
+    unknown = sorted(set(kinds) - set(KINDS))
+    if not kinds or unknown:
+        raise Unprocessable(
+            f"kinds lists statement kinds from {', '.join(KINDS)}; "
+            f"unknown: {', '.join(unknown) or 'none given'}.",
+            slug="kinds-invalid",
+        )
+
+
+def revoke_key(session: Session, *, key_id: str, reason: str) -> PartyKey:
+    """Revokes a key so it signs nothing more; revoking twice keeps the first."""
+    key = get_key(session, key_id=key_id)
+    if key.party_kind == "service" and key.party_id == LEDGER_PARTY_ID:
+        raise Conflict("The ledger's own key is rotated, not revoked.", slug="own-key")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        key.revoke_reason = reason
+        session.flush()
+        log.info("ledger.key_revoked", key_id=key_id)
+    return key
+
+
+def get_key(session: Session, *, key_id: str) -> PartyKey:
+    key = session.get(PartyKey, key_id)
+    if key is None:
+        raise NotFound(f"Key {key_id} is not registered.", slug="key-not-found")
+    return key
+
+
+def register_own_key(session: Session, *, signer: LogSigner) -> None:
+    """Registers the ledger's key as the one that signs batch seals."""
+    register_key(
+        session,
+        key_id=signer.key_id,
+        public_key=public_key_b64(signer.key),
+        party_kind="service",
+        party_id=LEDGER_PARTY_ID,
+        kinds=[SEAL],
+    )
+
+
+def _key_infos(session: Session, key_ids: Iterable[str]) -> dict[str, KeyInfo]:
+    wanted = set(key_ids)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(PartyKey).where(PartyKey.key_id.in_(wanted)))
+    return {
+        row.key_id: KeyInfo(
+            key_id=row.key_id,
+            public_key=public_key_from_b64(row.public_key),
+            party_kind=row.party_kind,
+            party_id=row.party_id,
+            kinds=tuple(row.kinds),
+            revoked=row.revoked_at is not None,
+        )
+        for row in rows
+    }
+
+
+# Appends
+
+
+def _lock_head(session: Session) -> LogHead:
+    """Takes the append lock: a row lock on PostgreSQL; on SQLite the
+    transaction already holds the write lock (BEGIN IMMEDIATE)."""
+    return session.execute(
+        select(LogHead).where(LogHead.id == HEAD_ID).with_for_update()
+    ).scalar_one()
+
+
+def prepare_leaf(entry: Any, *, max_bytes: int) -> bytes:
+    """Checks an entry's shape and returns its canonical leaf bytes."""
+    try:
+        check_entry_shape(entry)
+        leaf = canonical_json(entry)
+    except RuleViolation as exc:
+        raise EntryRefused(exc.detail, slug=exc.rule) from exc
+    except ValueError as exc:
+        raise EntryRefused(
+            "The entry has a number JSON canonicalization cannot represent "
+            "(integers beyond 2**53, NaN or infinity).",
+            slug="not-canonicalizable",
+        ) from exc
+    if len(leaf) > max_bytes:
+        raise PayloadTooLarge(
+            f"The entry is {len(leaf)} bytes; the ledger takes up to {max_bytes}.",
+            slug="entry-too-large",
+        )
+    return leaf
+
+
+def append_entries(
+    session: Session,
+    *,
+    submissions: Sequence[Submission],
+    signer: LogSigner,
+    max_bytes: int,
+) -> list[Outcome]:
+    """Appends entries under the log lock, seals batches they complete and
+    signs one checkpoint for the new size. The caller commits."""
+    head = _lock_head(session)
+    tree = TreeAppender(session, head.size)
+    outcomes: list[Outcome] = []
+    touched: list[str] = []
+    for submission in submissions:
+        try:
+            leaf = prepare_leaf(submission.entry, max_bytes=max_bytes)
+            outcome = _append_one(session, tree, submission.key, leaf)
+        except Problem as problem:
+            log.info("ledger.entry_refused", rule=problem.slug, key=submission.key)
+            outcomes.append(Outcome(problem=problem))
+            continue
+        outcomes.append(outcome)
+        batch_id = submission.entry["statement"].get("batch_id")
+        if outcome.appended.created and batch_id and batch_id not in touched:
+            touched.append(batch_id)
+    for batch_id in touched:
+        _seal_if_ready(session, tree=tree, batch_id=batch_id, signer=signer)
+    _commit_tree(session, head=head, tree=tree, signer=signer)
+    return [_with_size(session, outcome) for outcome in outcomes]
+
+
+def _append_one(session: Session, tree: TreeAppender, key: str, leaf: bytes) -> Outcome:
+    existing = session.scalar(select(Entry).where(Entry.idempotency_key == key))
+    if existing is not None:
+        if existing.leaf != leaf:
+            raise Conflict(
+                "This Idempotency-Key was used with a different entry.",
+                slug="idempotency-key-reused",
+            )
+        return Outcome(Appended(existing.index, existing.leaf_hash, 0, created=False))
+    entry = decode_leaf(leaf)
+    statement = entry["statement"]
+    if statement["kind"] == SEAL:
+        raise EntryRefused(
+            "Only the ledger appends batch.seal statements.", slug="kind-reserved"
+        )
+    try:
+        keys = _key_infos(session, (s["key_id"] for s in entry["signatures"]))
+        check_signatures(statement, entry["signatures"], keys)
+        if statement.get("batch_id") is not None:
+            check_next(statement, batch_history(session, statement["batch_id"]))
+    except RuleViolation as exc:
+        raise EntryRefused(exc.detail, slug=exc.rule) from exc
+    index = _insert(session, tree, leaf, statement, key)
+    return Outcome(Appended(index, hash_leaf(leaf), 0, created=True))
+
+
+def _insert(
+    session: Session,
+    tree: TreeAppender,
+    leaf: bytes,
+    statement: dict[str, Any],
+    key: str,
+) -> int:
+    leaf_hash = hash_leaf(leaf)
+    index = tree.append(leaf_hash)
+    session.add(
+        Entry(
+            index=index,
+            leaf=leaf,
+            leaf_hash=leaf_hash,
+            kind=statement["kind"],
+            batch_id=statement.get("batch_id"),
+            idempotency_key=key,
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+    log.info(
+        "ledger.entry_appended",
+        index=index,
+        kind=statement["kind"],
+        batch_id=statement.get("batch_id"),
+    )
+    return index
+
+
+def _commit_tree(
+    session: Session, *, head: LogHead, tree: TreeAppender, signer: LogSigner
+) -> None:
+    if tree.size == head.size:
+        return
+    tree.flush()
+    root = tree.root()
+    _sign_checkpoint(session, size=tree.size, root=root, signer=signer)
+    head.size, head.root, head.updated_at = tree.size, root, utcnow()
+    session.flush()
+
+
+def _sign_checkpoint(
+    session: Session, *, size: int, root: bytes, signer: LogSigner
+) -> CheckpointRow:
+    note = sign_checkpoint(
+        Checkpoint(signer.origin, size, root), signer.origin, signer.key
+    )
+    row = CheckpointRow(size=size, root=root, note=note, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    log.info("ledger.checkpoint_signed", size=size, root=b64(root))
+    return row
+
+
+def _with_size(session: Session, outcome: Outcome) -> Outcome:
+    """Fills in the size of the first checkpoint that covers the entry."""
+    if outcome.appended is None:
+        return outcome
+    appended = outcome.appended
+    size = session.scalar(
+        select(func.min(CheckpointRow.size)).where(CheckpointRow.size > appended.index)
+    )
+    return Outcome(Appended(appended.index, appended.leaf_hash, size, appended.created))
+
+
+def open_log(session: Session, *, signer: LogSigner) -> None:
+    """At startup, under the append lock: registers the ledger's own key,
+    signs a checkpoint for the current size if there is none (a fresh log),
+    and re-signs the head checkpoint, same size and root, after a key
+    rotation so that /v1/checkpoint verifies with /v1/key."""
+    head = _lock_head(session)
+    register_own_key(session, signer=signer)
+    current = session.get(CheckpointRow, head.size)
+    if current is None:
+        _sign_checkpoint(session, size=head.size, root=head.root, signer=signer)
+    elif not _signed_by(current.note, signer):
+        current.note = sign_checkpoint(
+            Checkpoint(signer.origin, head.size, head.root), signer.origin, signer.key
+        )
+        log.info("ledger.checkpoint_resigned", size=head.size, key_id=signer.key_id)
+    session.flush()
+
+
+def _signed_by(note: str, signer: LogSigner) -> bool:
+    try:
+        verify_checkpoint(note, parse_verifier_key(signer.verifier_key), signer.origin)
+    except NoteError:
+        return False
+    return True
+
+
+# Batches and seals
+
+
+def batch_history(session: Session, batch_id: str) -> list[LoggedEntry]:
+    """The batch's entries in log order, decoded from their stored leaves."""
+    rows = session.scalars(
+        select(Entry).where(Entry.batch_id == batch_id).order_by(Entry.index)
+    )
+    history = []
+    for row in rows:
+        try:
+            entry = decode_leaf(row.leaf)
+        except RuleViolation as exc:
+            raise LogDamaged(
+                f"Entry {row.index} does not decode: {exc.detail}"
+            ) from exc
+        history.append(
+            LoggedEntry(
+                row.index, row.leaf_hash, entry["statement"], entry["signatures"]
+            )
+        )
+    return history
+
+
+def _seal_if_ready(
+    session: Session, *, tree: TreeAppender, batch_id: str, signer: LogSigner
+) -> SealAttempt:
+    history = batch_history(session, batch_id)
+    sealed = [entry.index for entry in history if entry.kind == SEAL]
+    if sealed:
+        return SealAttempt(sealed[0])
+    if missing_for_seal(entry.kind for entry in history):
+        return SealAttempt(None)
+    keys = _key_infos(
+        session, (s["key_id"] for entry in history for s in entry.signatures)
+    )
+    try:
+        body = check_chain(history, keys)
+    except RuleViolation as refusal:
+        _record_batch(session, batch_id, refusal=refusal)
+        log.warning("ledger.seal_refused", batch_id=batch_id, rule=refusal.rule)
+        return SealAttempt(None, refusal)
+    statement = {
+        "v": 1,
+        "kind": SEAL,
+        "batch_id": batch_id,
+        "at": iso_utc(utcnow()),
+        "body": body,
+    }
+    entry = {
+        "statement": statement,
+        "signatures": [sign_statement(signer.key, statement)],
+    }
+    index = _insert(
+        session, tree, canonical_json(entry), statement, SEAL_KEY_PREFIX + batch_id
+    )
+    _record_batch(session, batch_id, seal_index=index)
+    log.info("ledger.batch_sealed", batch_id=batch_id, index=index)
+    return SealAttempt(index)
+
+
+def _record_batch(
+    session: Session,
+    batch_id: str,
+    *,
+    seal_index: int | None = None,
+    refusal: RuleViolation | None = None,
+) -> None:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        batch = Batch(batch_id=batch_id)
+        session.add(batch)
+    batch.seal_index = seal_index
+    batch.refusal_rule = refusal.rule if refusal else None
+    batch.refusal_detail = refusal.detail if refusal else None
+    batch.updated_at = utcnow()
+    session.flush()
+
+
+def seal_batch(session: Session, *, batch_id: str, signer: LogSigner) -> SealAttempt:
+    """Tries to seal a batch now; the caller commits, refusal or not."""
+    head = _lock_head(session)
+    history = batch_history(session, batch_id)
+    if not history:
+        raise NotFound(f"Batch {batch_id} has no entries.", slug="batch-not-found")
+    kinds = [entry.kind for entry in history]
+    missing = missing_for_seal(kinds)
+    if missing and SEAL not in kinds:
+        raise Conflict(
+            f"Batch {batch_id} cannot be sealed yet: it lacks {', '.join(missing)}.",
+            slug="not-ready",
+            missing=missing,
+        )
+    tree = TreeAppender(session, head.size)
+    attempt = _seal_if_ready(session, tree=tree, batch_id=batch_id, signer=signer)
+    _commit_tree(session, head=head, tree=tree, signer=signer)
+    return attempt
+
+
+def batch_view(session: Session, *, batch_id: str) -> dict[str, Any]:
+    rows = session.execute(
+        select(Entry.index, Entry.kind, Entry.leaf_hash)
+        .where(Entry.batch_id == batch_id)
+        .order_by(Entry.index)
+    ).all()
+    if not rows:
+        raise NotFound(f"Batch {batch_id} has no entries.", slug="batch-not-found")
+    batch = session.get(Batch, batch_id)
+    seals = [row.index for row in rows if row.kind == SEAL]
+    kinds = {row.kind for row in rows}
+    missing = missing_for_seal(kinds) if not seals else []
+    refusal = None
+    if batch is not None and batch.refusal_rule and not seals:
+        refusal = {"rule": batch.refusal_rule, "detail": batch.refusal_detail}
+    return {
+        "batch_id": batch_id,
+        "entries": [
+            {"index": r.index, "kind": r.kind, "leaf_hash": b64(r.leaf_hash)}
+            for r in rows
+        ],
+        "seal_index": seals[0] if seals else None,
+        "missing": missing,
+        "refusal": refusal,
+    }
+
+
+def seal_view(session: Session, *, batch_id: str) -> dict[str, Any]:
+    """The seal entry with its inclusion proof against the latest checkpoint."""
+    view = batch_view(session, batch_id=batch_id)
+    if view["seal_index"] is None:
+        raise _not_sealed(view)
+    checkpoint = latest_checkpoint(session)
+    entry = entry_at(session, index=view["seal_index"])
+    proof = inclusion_proof(session, entry["index"], checkpoint.size)
+    return {
+        "batch_id": batch_id,
+        **entry,
+        "inclusion": {
+            "index": entry["index"],
+            "size": checkpoint.size,
+            "hashes": [b64(h) for h in proof],
+        },
+        "checkpoint": checkpoint.note,
+    }
+
+
+def _not_sealed(view: dict[str, Any]) -> Problem:
+    batch_id = view["batch_id"]
+    if view["refusal"]:
+        reason = f"sealing was refused ({view['refusal']['rule']}): "
+        reason += view["refusal"]["detail"]
+    else:
+        reason = "it lacks " + ", ".join(view["missing"]) + "."
+    problem = NotFound(
+        f"Batch {batch_id} is not sealed: {reason}",
+        slug="not-sealed",
+        missing=view["missing"],
+        refusal=view["refusal"],
+    )
+    return problem
+
+
+def list_seals(session: Session, *, after: int, limit: int) -> dict[str, Any]:
+    rows = session.execute(
+        select(Entry.index, Entry.batch_id)
+        .where(Entry.kind == SEAL, Entry.index > after)
+        .order_by(Entry.index)
+        .limit(limit)
+    ).all()
+    return {
+        "seals": [{"batch_id": row.batch_id, "index": row.index} for row in rows],
+        "next_after": rows[-1].index if rows else None,
+    }
+
+
+def bundle(session: Session, *, batch_id: str, signer: LogSigner) -> dict[str, Any]:
+    """Every entry of a batch with its inclusion proof against one signed
+    checkpoint, the keys that signed them and the log's verifier key."""
+    history = batch_history(session, batch_id)
+    if not history:
+        raise NotFound(f"Batch {batch_id} has no entries.", slug="batch-not-found")
+    checkpoint = latest_checkpoint(session)
+    rows = {
+        row.index: row
+        for row in session.scalars(select(Entry).where(Entry.batch_id == batch_id))
+    }
+    entries = [
+        {
+            "index": item.index,
+            "leaf": b64(rows[item.index].leaf),
+            "inclusion": [
+                b64(h) for h in inclusion_proof(session, item.index, checkpoint.size)
+            ],
+        }
+        for item in history
+    ]
+    key_ids = {s["key_id"] for item in history for s in item.signatures}
+    keys = session.scalars(select(PartyKey).where(PartyKey.key_id.in_(key_ids)))
+    return {
+        "format": "salvage-proof-bundle/1",
+        "batch_id": batch_id,
+        "verifier_key": signer.verifier_key,
+        "checkpoint": checkpoint.note,
+        "entries": entries,
+        "keys": sorted((key_to_dict(key) for key in keys), key=lambda k: k["key_id"]),
+    }
+
+
+# Reads behind the auditor's paths
+
+
+def latest_checkpoint(session: Session) -> CheckpointRow:
+    row = session.scalar(
+        select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)
+    )
+    if row is None:
+        raise LogDamaged("The log has no signed checkpoint.")
+    return row
+
+
+def list_checkpoints(session: Session, *, after: int, limit: int) -> dict[str, Any]:
+    rows = session.scalars(
+        select(CheckpointRow)
+        .where(CheckpointRow.size > after)
+        .order_by(CheckpointRow.size)
+        .limit(limit)
+    ).all()
+    return {
+        "checkpoints": [
+            {"size": row.size, "root": b64(row.root), "note": row.note} for row in rows
+        ]
+    }
+
+
+def entry_at(session: Session, *, index: int) -> dict[str, Any]:
+    row = session.get(Entry, index)
+    if row is None or index >= latest_checkpoint(session).size:
+        raise NotFound(f"There is no entry {index} in the log.", slug="entry-not-found")
+    return {**_entry_dict(row), "entry": _decoded_or_none(row.leaf)}
+
+
+def _entry_dict(row: Entry) -> dict[str, Any]:
+    return {"index": row.index, "leaf": b64(row.leaf), "leaf_hash": b64(row.leaf_hash)}
+
+
+def _decoded_or_none(leaf: bytes) -> dict[str, Any] | None:
+    try:
+        return decode_leaf(leaf)
+    except RuleViolation:
+        return None
+
+
+def entries_range(session: Session, *, start: int, end: int) -> dict[str, Any]:
+    """Entries [start, end) as stored, for auditors streaming the log."""
+    size = latest_checkpoint(session).size
+    if end > size:
+        raise Unprocessable(
+            f"end {end} is beyond the log's checkpointed size {size}.",
+            slug="range-beyond-log",
+        )
+    rows = session.scalars(
+        select(Entry)
+        .where(Entry.index >= start, Entry.index < end)
+        .order_by(Entry.index)
+    )
+    return {"start": start, "end": end, "entries": [_entry_dict(row) for row in rows]}
+
+
+def _checkpointed(session: Session, size: int | None) -> CheckpointRow:
+    latest = latest_checkpoint(session)
+    if size is None:
+        return latest
+    if size > latest.size:
+        raise Unprocessable(
+            f"size {size} is beyond the latest checkpoint, {latest.size}.",
+            slug="size-beyond-log",
+        )
+    row = session.get(CheckpointRow, size)
+    if row is None:
+        raise Unprocessable(
+            f"No signed checkpoint covers size {size}; see /v1/checkpoints.",
+            slug="size-not-checkpointed",
+        )
+    return row
+
+
+def inclusion(session: Session, *, index: int, size: int | None) -> dict[str, Any]:
+    checkpoint = _checkpointed(session, size)
+    if index >= checkpoint.size:
+        raise Unprocessable(
+            f"index {index} is not below size {checkpoint.size}.",
+            slug="index-beyond-size",
+        )
+    proof = inclusion_proof(session, index, checkpoint.size)
+    return {
+        "index": index,
+        "size": checkpoint.size,
+        "hashes": [b64(h) for h in proof],
+    }
+
+
+def consistency(session: Session, *, old: int, size: int | None) -> dict[str, Any]:
+    checkpoint = _checkpointed(session, size)
+    if old > checkpoint.size:
+        raise Unprocessable(
+            f"old {old} is beyond size {checkpoint.size}.", slug="old-beyond-size"
+        )
+    proof = consistency_proof(session, old, checkpoint.size) if old else []
+    return {"old": old, "size": checkpoint.size, "hashes": [b64(h) for h in proof]}

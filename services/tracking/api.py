@@ -1,0 +1,516 @@
+"""Routes of the tracking service and its app factory."""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import httpx
+import structlog
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from pydantic import AwareDatetime
+from sqlalchemy.orm import Session
+
+from services.tracking import ingest as ingestion
+from services.tracking import service
+from services.tracking.config import TrackingConfig
+from services.tracking.models import idempotency_keys, outbox
+from services.tracking.osmand import (
+    RawFix,
+    device_of,
+    fix_from_json,
+    fix_from_params,
+)
+from services.tracking.schemas import (
+    ID_PATTERN,
+    AlertIn,
+    AlertOut,
+    AlertsOut,
+    AlertStatus,
+    DeviceIn,
+    DeviceOut,
+    DistanceOut,
+    DropsOut,
+    IngestOut,
+    PlaceIn,
+    PlaceOut,
+    PositionBatch,
+    ResolveIn,
+    StopOut,
+    TripIn,
+    TripOut,
+)
+from shared import idempotency
+from shared.app import create_service_app, get_session
+from shared.auth import Principal, Role, decode_token, require
+from shared.http import service_client
+from shared.outbox import OutboxRelay
+from shared.problems import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+)
+from shared.settings import Settings, get_settings
+from shared.timeutil import as_utc, utcnow
+
+log = structlog.get_logger()
+
+DESCRIPTION = (
+    "GPS telemetry from trucks (OsmAnd at `/`, JSON batches), cleaning, stops, "
+    "trip summaries signed for the ledger, and alerts for inspectors."
+)
+MAX_OSMAND_BODY = 64 * 1024
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+SessionDep = Annotated[Session, Depends(get_session)]
+DeviceId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Service = Annotated[Principal, Depends(require(Role.SERVICE))]
+Inspector = Annotated[Principal, Depends(require(Role.INSPECTOR))]
+Reader = Annotated[
+    Principal, Depends(require(Role.SERVICE, Role.INSPECTOR, Role.AUDITOR))
+]
+Uploader = Annotated[Principal, Depends(require(Role.DEVICE, Role.SERVICE))]
+
+
+class FixRejected(Unprocessable):
+    slug, title = "fix-rejected", "The fix was rejected by cleaning"
+
+
+class MalformedBody(BadRequest):
+    slug, title = "malformed-body", "The body cannot be parsed"
+
+
+@dataclass
+class OsmAndRequest:
+    """What Traccar Client sent: parameters, or a JSON body."""
+
+    params: dict[str, str]
+    body: Any = None
+
+
+async def osmand_request(request: Request) -> OsmAndRequest:
+    """Query parameters; else a form-encoded or JSON body."""
+    params = dict(request.query_params)
+    if request.method != "POST" or (params.keys() - {"token"}):
+        return OsmAndRequest(params)
+    raw = await request.body()
+    if len(raw) > MAX_OSMAND_BODY:
+        raise PayloadTooLarge("An OsmAnd body is at most 64 KiB.")
+    if not raw.strip():
+        return OsmAndRequest(params)
+    if "json" in request.headers.get("content-type", "") or raw.lstrip()[:1] == b"{":
+        try:
+            return OsmAndRequest(params, json.loads(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedBody("The JSON body is malformed.") from exc
+    try:
+        form = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedBody("The form body is malformed.") from exc
+    return OsmAndRequest({**dict(form), **params})
+
+
+def osmand_principal(request: Request, payload: OsmAndRequest) -> Principal:
+    """A bearer token from the header, or from `token` for clients that cannot
+    set headers."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else None
+    token = token or payload.params.get("token")
+    if not token:
+        raise Unauthorized("Send a bearer token, or the token query parameter.")
+    principal = decode_token(request.app.state.auth_public_key, token)
+    if principal.role not in (Role.DEVICE, Role.ADMIN):
+        raise Forbidden(f"Role '{principal.role}' may not post telemetry.")
+    return principal
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clients: dict[str, httpx.Client] | None = None,
+    config: TrackingConfig | None = None,
+) -> FastAPI:
+    """Builds the tracking app; `clients` replaces the client to the ledger."""
+    settings = settings or get_settings()
+    config = config or TrackingConfig()
+
+    def start_outbox(app: FastAPI) -> None:
+        with app.state.sessions() as session:
+            service.enqueue_key_registration(session, settings=settings)
+            session.commit()
+        ledger = (clients or {}).get("ledger") or service_client(
+            settings, caller="tracking", target="ledger"
+        )
+        app.state.outbox_relay = OutboxRelay(
+            engine=app.state.engine,
+            table=outbox,
+            clients={"ledger": ledger},
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        app.state.outbox_relay.start()
+
+    def stop_outbox(app: FastAPI) -> None:
+        relay = getattr(app.state, "outbox_relay", None)
+        if relay is not None:
+            relay.stop()
+
+    app = create_service_app(
+        "tracking",
+        settings,
+        title="Salvage tracking",
+        description=DESCRIPTION,
+        on_startup=(start_outbox,),
+        on_shutdown=(stop_outbox,),
+    )
+    app.state.tracking_config = config
+    _telemetry_routes(app, config)
+    _registry_routes(app, config)
+    _alert_routes(app)
+    _trip_routes(app, config, settings)
+    return app
+
+
+def _ingest_out(device_id: str, result: ingestion.IngestResult) -> IngestOut:
+    return IngestOut(
+        device_id=device_id,
+        received=result.received,
+        accepted=result.accepted,
+        dropped=dict(sorted(result.dropped.items())),
+    )
+
+
+def _raw_fix(position) -> RawFix:
+    return RawFix(
+        time=as_utc(position.time),
+        lat=position.lat,
+        lon=position.lon,
+        speed_mps=position.speed_mps,
+        course=position.course,
+        altitude_m=position.altitude_m,
+        accuracy_m=position.accuracy_m,
+        hdop=position.hdop,
+        battery=position.battery,
+        attributes=position.attributes,
+    )
+
+
+def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
+    @app.api_route(
+        "/", methods=["GET", "POST"], response_model=IngestOut, tags=["telemetry"]
+    )
+    def osmand(
+        request: Request,
+        payload: Annotated[OsmAndRequest, Depends(osmand_request)],
+        session: SessionDep,
+    ) -> IngestOut:
+        """Takes one fix in the OsmAnd form Traccar Client sends: query or form
+        parameters (`id`, `lat`, `lon`, `timestamp`, `speed` in knots, ...) or
+        its JSON body. The device's token goes in the Authorization header or
+        the `token` parameter. A fix cleaning finds unusable is refused with
+        422 `fix-rejected`; a duplicate, inaccurate or too fast one is counted
+        and answered 200, so that the client does not resend it."""
+        principal = osmand_principal(request, payload)
+        now = utcnow()
+        if payload.body is not None:
+            device_id, fix = fix_from_json(payload.body, now)
+            service.check_device_access(principal, device_id)
+            device = service.get_device(session, device_id)
+        else:
+            device_id = device_of(payload.params)
+            service.check_device_access(principal, device_id)
+            device = service.get_device(session, device_id)
+            fix = fix_from_params(payload.params, now)
+        result = ingestion.ingest(
+            session, config=config, device=device, fixes=[fix], now=now
+        )
+        session.commit()
+        reason = ingestion.refusal_reason(result)
+        if reason is not None:
+            raise FixRejected(
+                f"The fix was dropped as {reason.replace('_', ' ')}.",
+                reason=reason,
+                device_id=device_id,
+            )
+        return _ingest_out(device_id, result)
+
+    @app.post(
+        "/v1/devices/{device_id}/positions",
+        response_model=IngestOut,
+        tags=["telemetry"],
+    )
+    def post_positions(
+        device_id: DeviceId,
+        batch: PositionBatch,
+        principal: Uploader,
+        session: SessionDep,
+    ) -> IngestOut:
+        """Takes a batch of buffered fixes, in any order and with repeats. Ingest
+        is idempotent per device and fix time; every dropped fix is counted
+        under its reason in `dropped`."""
+        service.check_device_access(principal, device_id)
+        if len(batch.positions) > config.max_batch_points:
+            raise PayloadTooLarge(
+                f"A batch holds at most {config.max_batch_points} positions."
+            )
+        device = service.get_device(session, device_id)
+        fixes = [_raw_fix(position) for position in batch.positions]
+        result = ingestion.ingest(
+            session, config=config, device=device, fixes=fixes, now=utcnow()
+        )
+        session.commit()
+        return _ingest_out(device_id, result)
+
+    @app.get(
+        "/v1/devices/{device_id}/drops", response_model=DropsOut, tags=["telemetry"]
+    )
+    def get_drops(device_id: DeviceId, _: Reader, session: SessionDep) -> DropsOut:
+        """How many of the device's fixes cleaning dropped, by reason."""
+        service.get_device(session, device_id)
+        return DropsOut(
+            device_id=device_id,
+            dropped=service.drop_counts(session, device_id=device_id),
+        )
+
+
+def _registry_routes(app: FastAPI, config: TrackingConfig) -> None:
+    @app.put("/v1/places/{place_id}", response_model=PlaceOut, tags=["registry"])
+    def put_place(
+        place_id: EntityId,
+        data: PlaceIn,
+        _: Service,
+        session: SessionDep,
+        response: Response,
+    ) -> PlaceOut:
+        """Creates or replaces a community, plant or depot: a GeoJSON Point or
+        Polygon, grown by `radius_m` metres."""
+        _, created = service.put_place(
+            session, place_id=place_id, data=data, now=utcnow()
+        )
+        session.commit()
+        response.status_code = 201 if created else 200
+        return PlaceOut(place_id=place_id, **data.model_dump())
+
+    @app.put("/v1/devices/{device_id}", response_model=DeviceOut, tags=["registry"])
+    def put_device(
+        device_id: DeviceId,
+        data: DeviceIn,
+        _: Service,
+        session: SessionDep,
+        response: Response,
+    ) -> DeviceOut:
+        """Creates or replaces a truck's device, as intake registered it."""
+        _, created = service.put_device(
+            session, device_id=device_id, data=data, now=utcnow()
+        )
+        session.commit()
+        response.status_code = 201 if created else 200
+        return DeviceOut(device_id=device_id, **data.model_dump())
+
+    @app.get("/v1/devices/{device_id}", response_model=DeviceOut, tags=["registry"])
+    def get_device(device_id: DeviceId, _: Reader, session: SessionDep) -> DeviceOut:
+        """The device as tracking knows it; 404 until intake has synced it."""
+        device = service.get_device(session, device_id)
+        return DeviceOut(
+            device_id=device.device_id,
+            vehicle_id=device.vehicle_id,
+            hauler_id=device.hauler_id,
+            plate=device.plate,
+            licence_valid_until=device.licence_valid_until,
+        )
+
+    @app.get(
+        "/v1/devices/{device_id}/stops",
+        response_model=list[StopOut],
+        tags=["motion"],
+    )
+    def get_stops(
+        device_id: DeviceId,
+        _: Reader,
+        session: SessionDep,
+        start: Annotated[AwareDatetime | None, Query()] = None,
+        end: Annotated[AwareDatetime | None, Query()] = None,
+    ) -> list[dict]:
+        """The device's detected stops overlapping [start, end], in time order,
+        each with the registered place it was at (or null); the stop still going
+        on, if any, comes last with `ongoing` true."""
+        service.get_device(session, device_id)
+        window = service.check_window(start or EARLIEST, end or LATEST)
+        return service.stops_between(
+            session, config=config, device_id=device_id, start=window[0], end=window[1]
+        )
+
+    @app.get(
+        "/v1/devices/{device_id}/distance",
+        response_model=DistanceOut,
+        tags=["motion"],
+    )
+    def get_distance(
+        device_id: DeviceId,
+        start: Annotated[AwareDatetime, Query()],
+        end: Annotated[AwareDatetime, Query()],
+        _: Reader,
+        session: SessionDep,
+    ) -> DistanceOut:
+        """Haversine distance over the device's cleaned fixes in [start, end]."""
+        service.get_device(session, device_id)
+        start, end = service.check_window(start, end)
+        distance, count = service.distance_between(
+            session, device_id=device_id, start=start, end=end
+        )
+        return DistanceOut(
+            device_id=device_id,
+            start=start,
+            end=end,
+            distance_m=round(distance),
+            point_count=count,
+        )
+
+
+def _alert_routes(app: FastAPI) -> None:
+    @app.post("/v1/alerts", response_model=AlertOut, status_code=201, tags=["alerts"])
+    def post_alert(
+        data: AlertIn,
+        principal: Service,
+        session: SessionDep,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        """Raises an alert another service found (e.g. intake's
+        `mass_discrepancy`); `batch_id` links it to the batch. Needs an
+        Idempotency-Key."""
+        key = idempotency.check_key(idempotency_key)
+        request_body = data.model_dump(mode="json")
+        stored = idempotency.replay(
+            session,
+            idempotency_keys,
+            key=key,
+            principal=principal.sub,
+            request=request_body,
+        )
+        if stored is not None:
+            response.status_code = stored[0]
+            return stored[1]
+        alert = service.raise_external_alert(
+            session, principal=principal, data=data, now=utcnow()
+        )
+        view = AlertOut(**service.alert_view(session, alert)).model_dump(mode="json")
+        idempotency.remember(
+            session,
+            idempotency_keys,
+            key=key,
+            principal=principal.sub,
+            request=request_body,
+            status_code=201,
+            response=view,
+        )
+        session.commit()
+        return view
+
+    @app.get("/v1/alerts", response_model=AlertsOut, tags=["alerts"])
+    def get_alerts(
+        _: Reader,
+        session: SessionDep,
+        batch_id: Annotated[str | None, Query(max_length=64)] = None,
+        device_id: Annotated[str | None, Query(max_length=64)] = None,
+        status: Annotated[AlertStatus | None, Query()] = None,
+        day: Annotated[date | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    ) -> AlertsOut:
+        """Alerts by batch, device, status and UTC day, oldest first."""
+        alerts = service.list_alerts(
+            session,
+            batch_id=batch_id,
+            device_id=device_id,
+            status=status,
+            day=day,
+            limit=limit,
+        )
+        return AlertsOut(alerts=[service.alert_view(session, a) for a in alerts])
+
+    @app.get("/v1/alerts/{alert_id}", response_model=AlertOut, tags=["alerts"])
+    def get_alert(alert_id: EntityId, _: Reader, session: SessionDep) -> AlertOut:
+        """One alert with the batches it is linked to."""
+        alert = service.get_alert(session, alert_id)
+        return AlertOut(**service.alert_view(session, alert))
+
+    @app.post(
+        "/v1/alerts/{alert_id}/acknowledge", response_model=AlertOut, tags=["alerts"]
+    )
+    def acknowledge(
+        alert_id: EntityId, principal: Inspector, session: SessionDep
+    ) -> AlertOut:
+        """Marks an open alert as being looked at."""
+        alert = service.acknowledge_alert(
+            session, alert_id=alert_id, principal=principal, now=utcnow()
+        )
+        session.commit()
+        return AlertOut(**service.alert_view(session, alert))
+
+    @app.post("/v1/alerts/{alert_id}/resolve", response_model=AlertOut, tags=["alerts"])
+    def resolve(
+        alert_id: EntityId, data: ResolveIn, principal: Inspector, session: SessionDep
+    ) -> AlertOut:
+        """Resolves an alert with the inspector's reason; credits wait for this."""
+        alert = service.resolve_alert(
+            session,
+            alert_id=alert_id,
+            principal=principal,
+            reason=data.reason,
+            now=utcnow(),
+        )
+        session.commit()
+        return AlertOut(**service.alert_view(session, alert))
+
+
+def _trip_routes(app: FastAPI, config: TrackingConfig, settings: Settings) -> None:
+    @app.post("/v1/batches/{batch_id}/trip", response_model=TripOut, tags=["trips"])
+    def post_trip(
+        batch_id: EntityId,
+        data: TripIn,
+        _: Service,
+        session: SessionDep,
+        request: Request,
+        response: Response,
+    ) -> TripOut:
+        """Summarises the device's trip in [start, end] for the batch, links the
+        trip's alerts to the batch, signs the `trip.summary` statement with the
+        tracking key and queues it for the ledger. Idempotent by batch_id."""
+        trip, created = service.create_trip(
+            session,
+            config=config,
+            settings=settings,
+            batch_id=batch_id,
+            data=data,
+            now=utcnow(),
+        )
+        session.commit()
+        relay = getattr(request.app.state, "outbox_relay", None)
+        if created and relay is not None:
+            relay.wake()
+        response.status_code = 201 if created else 200
+        return TripOut(**service.trip_view(session, trip))
+
+    @app.get("/v1/batches/{batch_id}/trip", response_model=TripOut, tags=["trips"])
+    def get_trip(batch_id: EntityId, _: Reader, session: SessionDep) -> TripOut:
+        """The batch's trip summary, the signed entry and whether the ledger has
+        it yet."""
+        return TripOut(
+            **service.trip_view(session, service.get_trip(session, batch_id))
+        )
+
+    @app.get("/v1/batches/{batch_id}/trip/geojson", tags=["trips"])
+    def get_trip_geojson(batch_id: EntityId, _: Reader, session: SessionDep) -> Any:
+        """The trip as a GeoJSON FeatureCollection: its path, stops and alerts."""
+        trip = service.get_trip(session, batch_id)
+        return Response(
+            json.dumps(service.trip_geojson(session, trip)),
+            media_type="application/geo+json",
+        )

@@ -1,0 +1,158 @@
+"""Request and response bodies of the tracking service."""
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+PlaceKind = Literal["community", "plant", "depot"]
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+# Kinds other services may raise; tracking raises its own kinds itself.
+ExternalAlertKind = Literal[
+    "mass_discrepancy",
+    "volume_discrepancy",
+    "unlicensed_site",
+    "licence_invalid",
+]
+ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
+
+
+def identifier() -> Any:
+    return Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlaceIn(Strict):
+    kind: PlaceKind
+    name: str = Field(min_length=1, max_length=200)
+    geometry: dict[str, Any]
+    radius_m: float = Field(default=0.0, ge=0, le=50_000, allow_inf_nan=False)
+    licensed: bool = False
+
+
+class PlaceOut(PlaceIn):
+    place_id: str
+
+
+class DeviceIn(Strict):
+    vehicle_id: str = identifier()
+    hauler_id: str = identifier()
+    plate: str = Field(min_length=1, max_length=32)
+    licence_valid_until: date | None = None
+
+
+class DeviceOut(DeviceIn):
+    device_id: str
+
+
+class PositionIn(Strict):
+    """One buffered fix of a batch upload."""
+
+    time: AwareDatetime
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    speed_mps: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    course: float | None = Field(default=None, allow_inf_nan=False)
+    altitude_m: float | None = Field(default=None, allow_inf_nan=False)
+    accuracy_m: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    hdop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    battery: float | None = Field(default=None, allow_inf_nan=False)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class PositionBatch(Strict):
+    positions: list[PositionIn] = Field(min_length=1)
+
+
+class IngestOut(BaseModel):
+    device_id: str
+    received: int
+    accepted: int
+    dropped: dict[str, int]
+
+
+class StopOut(BaseModel):
+    start: datetime
+    end: datetime
+    duration_s: int
+    lat: float
+    lon: float
+    place_id: str | None
+    place_kind: str | None
+    ongoing: bool = False
+
+
+class DistanceOut(BaseModel):
+    device_id: str
+    start: datetime
+    end: datetime
+    distance_m: int
+    point_count: int
+
+
+class DropsOut(BaseModel):
+    device_id: str
+    dropped: dict[str, int]
+
+
+class AlertIn(Strict):
+    kind: ExternalAlertKind
+    message: str = Field(min_length=1, max_length=2000)
+    batch_id: str | None = Field(default=None, max_length=64)
+    device_id: str | None = Field(default=None, max_length=64)
+    vehicle_id: str | None = Field(default=None, max_length=64)
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    place_id: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertOut(BaseModel):
+    id: str
+    kind: str
+    status: AlertStatus
+    device_id: str | None
+    vehicle_id: str | None
+    batch_ids: list[str]
+    start: datetime
+    end: datetime
+    duration_s: int
+    lat: float | None
+    lon: float | None
+    place_id: str | None
+    message: str
+    detail: dict[str, Any]
+    raised_by: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut]
+
+
+class ResolveIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class TripIn(Strict):
+    device_id: str = Field(min_length=1, max_length=64)
+    vehicle_id: str = Field(min_length=1, max_length=64)
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class TripOut(BaseModel):
+    batch_id: str
+    summary: dict[str, Any]
+    entry: dict[str, Any]
+    ledger_status: Literal["pending", "delivered", "failed"]

@@ -1,0 +1,182 @@
+"""`salvage audit`: the auditor's checks of the ledger from the command line.
+
+Each command prints its verdict and exits 1 when the check fails.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from shared.audit import (
+    AuditReport,
+    LedgerReader,
+    audit_batches,
+    audit_checkpoint,
+    audit_entries,
+    audit_seals,
+    replay,
+    verify_bundle,
+)
+from shared.settings import get_settings
+
+console = Console()
+
+audit_app = typer.Typer(
+    help="Check the ledger's signed checkpoints, proofs and signatures.",
+    no_args_is_help=True,
+)
+
+LedgerUrl = Annotated[
+    str | None,
+    typer.Option("--ledger-url", help="Ledger base URL (default SALVAGE_LEDGER_URL)."),
+]
+StateFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-file",
+        help="Where the last accepted checkpoint is remembered "
+        "(default <data dir>/audit/witness.json).",
+    ),
+]
+VerifierKey = Annotated[
+    str | None,
+    typer.Option("--key", help="Pin the log's verifier key (name+id+key)."),
+]
+
+
+def _url(ledger_url: str | None) -> str:
+    return ledger_url or get_settings().ledger_url
+
+
+def _state(state_file: Path | None) -> Path:
+    return state_file or get_settings().data_dir / "audit" / "witness.json"
+
+
+def _finish(report: AuditReport) -> None:
+    """Prints a report and exits non-zero when it failed."""
+    where = f" at size {report.size}" if report.size is not None else ""
+    if report.ok:
+        console.print(
+            f"[bold green]PASS[/] {report.check}{where}: "
+            f"{report.checked} checked, root {report.root}"
+        )
+    else:
+        index = (
+            f" at index {report.first_bad_index}"
+            if report.first_bad_index is not None
+            else ""
+        )
+        console.print(
+            f"[bold red]FAIL[/] {report.check}{where}{index}: {report.reason}"
+        )
+    for note in report.notes:
+        console.print(f"  note: {note}")
+    raise typer.Exit(code=0 if report.ok else 1)
+
+
+@audit_app.command()
+def checkpoint(
+    ledger_url: LedgerUrl = None, state_file: StateFile = None, key: VerifierKey = None
+) -> None:
+    """Verify the latest checkpoint's signature and its consistency with the
+    last checkpoint this auditor accepted."""
+    _finish(
+        audit_checkpoint(
+            _url(ledger_url), state_file=_state(state_file), verifier_key=key
+        )
+    )
+
+
+@audit_app.command()
+def entries(
+    index: Annotated[list[int], typer.Option("--index", help="Entry index.")],
+    ledger_url: LedgerUrl = None,
+    state_file: StateFile = None,
+    key: VerifierKey = None,
+) -> None:
+    """Prove that the named entries are included in the signed log."""
+    _finish(
+        audit_entries(
+            _url(ledger_url), index, state_file=_state(state_file), verifier_key=key
+        )
+    )
+
+
+@audit_app.command()
+def seals(
+    index: Annotated[list[int], typer.Option("--index", help="Seal entry index.")],
+    ledger_url: LedgerUrl = None,
+    state_file: StateFile = None,
+    key: VerifierKey = None,
+) -> None:
+    """Verify seals: inclusion, the ledger's signature and their chains."""
+    _finish(audit_seals(_url(ledger_url), index, _state(state_file), verifier_key=key))
+
+
+@audit_app.command()
+def batch(
+    batch_ids: Annotated[list[str], typer.Argument(help="Batch IDs.")],
+    ledger_url: LedgerUrl = None,
+    state_file: StateFile = None,
+    key: VerifierKey = None,
+) -> None:
+    """Verify the seal of each batch and every entry of its chain."""
+    _finish(
+        audit_batches(
+            _url(ledger_url), batch_ids, state_file=_state(state_file), verifier_key=key
+        )
+    )
+
+
+@audit_app.command()
+def export(
+    batch_id: Annotated[str, typer.Argument(help="Batch ID.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file.")],
+    ledger_url: LedgerUrl = None,
+) -> None:
+    """Save a batch's offline proof bundle to a file."""
+    bundle = LedgerReader(_url(ledger_url)).bundle(batch_id)
+    output.write_text(json.dumps(bundle, indent=2) + "\n")
+    console.print(f"bundle of batch {batch_id} written to {output}")
+
+
+@audit_app.command()
+def bundle(
+    file: Annotated[Path, typer.Argument(help="A bundle saved by `export`.")],
+    key: VerifierKey = None,
+) -> None:
+    """Verify an offline proof bundle with no network."""
+    try:
+        content = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        console.print(f"[bold red]FAIL[/] bundle: cannot read {file}: {exc}")
+        raise typer.Exit(code=1) from exc
+    if not isinstance(content, dict):
+        console.print("[bold red]FAIL[/] bundle: the file is not a bundle")
+        raise typer.Exit(code=1)
+    _finish(verify_bundle(content, verifier_key=key))
+
+
+@audit_app.command("replay")
+def replay_command(
+    ledger_url: LedgerUrl = None, state_file: StateFile = None, key: VerifierKey = None
+) -> None:
+    """Stream the whole log and recompute its root against the checkpoint."""
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("replaying", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = replay(
+            _url(ledger_url),
+            state_file=_state(state_file),
+            verifier_key=key,
+            progress=advance,
+        )
+    _finish(report)

@@ -1,0 +1,5 @@
+"""The main job: one collection run from the registry to audited credits."""
+
+from shared.demo.runner import run_demo
+
+__all__ = ["run_demo"]

@@ -1,0 +1,494 @@
+"""Signed custody: the statements intake serves, the rules it enforces, and
+the ledger appends and tracking messages it queues with each event."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import select
+
+from services.intake.models import CustodyEvent
+from shared.canonical import b64, canonical_json
+from shared.crypto import generate_key, key_id, sign_statement
+from shared.merkle import leaf_hash
+
+from .conftest import at, count, drain, outbox_rows, sorted_outputs
+
+
+def entries(app) -> list:
+    return [row for row in outbox_rows(app) if row.path == "/v1/entries"]
+
+
+def test_the_pickup_statement_is_exactly_the_contract(world):
+    batch_id, request_id = world.dispatched_batch()
+
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.pickup",
+            "at": at(10),
+            "body": {
+                "request_id": request_id,
+                "declared_volume_l": 400,
+                "estimated_mass_kg": 300,
+                "photo_sha256": "ab" * 32,
+            },
+        },
+        "device",
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["statement"] == {
+        "v": 1,
+        "kind": "custody.pickup",
+        "batch_id": batch_id,
+        "prev": None,
+        "at": at(10),
+        "body": {
+            "request_id": request_id,
+            "community_id": world.community_id,
+            "property_manager_id": world.pm_id,
+            "hauler_id": world.hauler_id,
+            "vehicle_id": world.vehicle_id,
+            "device_id": world.device_id,
+            "declared_volume_l": 400,
+            "estimated_mass_kg": 300,
+            "mass_basis": "estimated",
+            "materials": ["17 01 07", "17 02 01"],
+            "photo_sha256": "ab" * 32,
+        },
+    }
+    assert response.json()["signers"] == [
+        {"party_kind": "device", "party_id": world.device_id},
+        {"party_kind": "property_manager", "party_id": world.pm_id},
+    ]
+
+
+def test_a_full_chain_is_stored_linked_and_queued_for_the_ledger(app, world, peers):
+    batch_id, request_id = world.dispatched_batch()
+
+    pickup = world.pickup(batch_id, request_id, mass=300)
+    delivery = world.deliver(batch_id, gross=11_300, tare=11_000)
+    processing = world.process(batch_id, sorted_outputs(300))
+
+    assert [r.status_code for r in (pickup, delivery, processing)] == [201, 201, 201]
+    with app.state.sessions() as session:
+        events = session.scalars(
+            select(CustodyEvent)
+            .where(CustodyEvent.batch_id == batch_id)
+            .order_by(CustodyEvent.seq)
+        ).all()
+    assert [e.kind for e in events] == [
+        "custody.pickup",
+        "custody.delivery",
+        "custody.processing",
+    ]
+    for previous, event in zip(events, events[1:], strict=False):
+        entry = {"statement": previous.statement, "signatures": previous.signatures}
+        assert event.statement["prev"] == b64(leaf_hash(canonical_json(entry)))
+    queued = entries(app)
+    assert [row.body["statement"]["kind"] for row in queued] == [e.kind for e in events]
+    assert [row.key for row in queued] == [f"custody:{e.id}" for e in events]
+    assert {row.ordering_key for row in queued} == {"ledger"}
+    assert queued[0].body == {
+        "statement": events[0].statement,
+        "signatures": events[0].signatures,
+    }
+    batch = world.get(f"/v1/batches/{batch_id}", "plant").json()
+    assert batch["status"] == "processed"
+    assert batch["head"] == events[-1].leaf_hash
+    request = world.get(f"/v1/pickup-requests/{request_id}", "resident").json()
+    assert [e["status"] for e in request["events"]][-2:] == ["collected", "completed"]
+
+    drain(app)
+    appended = [m for m in peers.received if m["path"] == "/v1/entries"]
+    assert [m["key"] for m in appended] == [f"custody:{e.id}" for e in events]
+
+
+def test_delivery_asks_tracking_for_the_trip(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300)
+    world.deliver(batch_id, gross=11_320, tare=11_000, minute=75)
+
+    trips = [row for row in outbox_rows(app) if row.path.endswith("/trip")]
+
+    assert len(trips) == 1
+    assert trips[0].path == f"/v1/batches/{batch_id}/trip"
+    assert trips[0].key == f"trip:{batch_id}"
+    assert trips[0].body == {
+        "device_id": world.device_id,
+        "vehicle_id": world.vehicle_id,
+        "start": at(0),
+        "end": at(75),
+    }
+
+
+def test_a_far_off_net_mass_is_a_discrepancy_and_an_alert(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300)
+
+    response = world.deliver(batch_id, gross=11_900, tare=11_000)
+
+    assert response.status_code == 201
+    assert response.json()["discrepancy"]["expected_kg"] == 300
+    assert response.json()["discrepancy"]["actual_kg"] == 900
+    alerts = [row for row in outbox_rows(app) if row.path == "/v1/alerts"]
+    assert len(alerts) == 1
+    body = alerts[0].body
+    assert (body["kind"], body["batch_id"], body["device_id"], body["start"]) == (
+        "mass_discrepancy",
+        batch_id,
+        world.device_id,
+        at(60),
+    )
+    assert body["vehicle_id"] == world.vehicle_id
+    assert "900 kg" in body["message"]
+    assert body["detail"]["net_kg"] == 900
+    batch = world.get(f"/v1/batches/{batch_id}").json()
+    assert batch["discrepancies"][0]["kind"] == "mass_discrepancy"
+
+
+def test_a_net_mass_within_tolerance_raises_nothing(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300)
+
+    response = world.deliver(batch_id, gross=11_350, tare=11_000)
+
+    assert response.json()["discrepancy"] is None
+    assert not [row for row in outbox_rows(app) if row.path == "/v1/alerts"]
+
+
+def test_a_stale_prev_is_refused(app, world):
+    batch_id, first = world.dispatched_batch()
+    second = world.paid_request("neighbour")
+    world.dispatch(second["id"])
+    body = {
+        "request_id": second["id"],
+        "declared_volume_l": 100,
+        "estimated_mass_kg": 80,
+    }
+    stale = world.statement(batch_id, "custody.pickup", at(20), body, "device")
+    world.pickup(batch_id, first, minute=10)
+
+    response = world.record(batch_id, stale, [world.device_key, world.pm_key], "device")
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:stale-prev"
+    assert count(app, CustodyEvent.__table__) == 1
+
+
+def test_delivery_before_any_pickup_is_refused(world):
+    batch_id, _ = world.dispatched_batch()
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.delivery",
+            "at": at(60),
+            "body": {"ticket_no": "T-1", "gross_kg": 2, "tare_kg": 1},
+        },
+        "plant",
+    )
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:custody-order"
+
+
+def test_pickup_after_delivery_and_processing_before_delivery_are_refused(world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    too_early = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.processing", "at": at(30), "body": {"outputs": []}},
+        "plant",
+    )
+    world.deliver(batch_id, gross=11_300, tare=11_000)
+    late = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.pickup",
+            "at": at(70),
+            "body": {
+                "request_id": request_id,
+                "declared_volume_l": 1,
+                "estimated_mass_kg": 1,
+            },
+        },
+        "device",
+    )
+    assert too_early.status_code == 409
+    assert late.status_code == 409
+
+
+def test_a_statement_dated_before_the_previous_one_is_refused(world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, minute=30)
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.delivery",
+            "at": at(20),
+            "body": {"ticket_no": "T", "gross_kg": 2, "tare_kg": 1},
+        },
+        "plant",
+    )
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:time-order"
+
+
+@pytest.mark.parametrize(
+    ("signers", "slug"),
+    [
+        ("device_only", "signature-missing"),
+        ("plant_signs_pickup", "wrong-signer"),
+        ("unregistered", "key-unknown"),
+        ("forged", "signature-invalid"),
+    ],
+)
+def test_pickup_signatures_must_be_the_right_parties(app, world, signers, slug):
+    batch_id, request_id = world.dispatched_batch()
+    body = {
+        "request_id": request_id,
+        "declared_volume_l": 400,
+        "estimated_mass_kg": 300,
+    }
+    statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+    signatures = {
+        "device_only": [sign_statement(world.device_key, statement)],
+        "plant_signs_pickup": [
+            sign_statement(world.device_key, statement),
+            sign_statement(world.plant_key, statement),
+        ],
+        "unregistered": [
+            sign_statement(world.device_key, statement),
+            sign_statement(generate_key(), statement),
+        ],
+        "forged": [
+            sign_statement(world.device_key, statement),
+            {
+                "key_id": key_id(world.pm_key),
+                "signature": sign_statement(world.pm_key, {"other": 1})["signature"],
+            },
+        ],
+    }[signers]
+
+    response = world.post(
+        f"/v1/batches/{batch_id}/custody",
+        {"statement": statement, "signatures": signatures},
+        "device",
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == f"urn:salvage:problem:{slug}"
+    assert count(app, CustodyEvent.__table__) == 0
+    assert not entries(app)
+
+
+def test_a_revoked_key_is_refused_at_signing(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.post(f"/v1/parties/keys/{key_id(world.pm_key)}/revoke", {"reason": "left"})
+
+    response = world.pickup(batch_id, request_id)
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:key-revoked"
+    assert count(app, CustodyEvent.__table__) == 0
+
+
+def test_a_tampered_statement_is_refused(world):
+    batch_id, request_id = world.dispatched_batch()
+    body = {
+        "request_id": request_id,
+        "declared_volume_l": 400,
+        "estimated_mass_kg": 300,
+    }
+    statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+    statement["body"]["hauler_id"] = "someone-else"
+
+    response = world.record(
+        batch_id, statement, [world.device_key, world.pm_key], "device"
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:statement-mismatch"
+
+
+def test_outputs_must_balance_the_net_input(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    world.deliver(batch_id, gross=11_300, tare=11_000)
+    too_much = sorted_outputs(301)
+    too_little = sorted_outputs(290)
+
+    over = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.processing", "at": at(90), "body": {"outputs": too_much}},
+        "plant",
+    )
+    under = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.processing", "at": at(90), "body": {"outputs": too_little}},
+        "plant",
+    )
+    within = world.process(batch_id, sorted_outputs(295))
+
+    assert over.status_code == 422
+    assert over.json()["type"] == "urn:salvage:problem:outputs-imbalance"
+    assert under.status_code == 422
+    assert within.status_code == 201
+
+
+def test_an_output_code_must_fit_its_material(world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    world.deliver(batch_id, gross=11_300, tare=11_000)
+    outputs = [{"material": "wood", "ewc": "17 01 01", "kg": 300}]
+
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.processing", "at": at(90), "body": {"outputs": outputs}},
+        "plant",
+    )
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:ewc-invalid"
+
+
+def test_a_ticket_number_is_unique_per_plant(app, world):
+    first, first_request = world.dispatched_batch()
+    world.pickup(first, first_request)
+    assert world.deliver(first, 11_300, 11_000, ticket="WB-77").status_code == 201
+    second_request = world.paid_request()
+    second = world.dispatch(
+        second_request["id"], window_start=at(100), window_end=at(200)
+    ).json()["batch_id"]
+    world.pickup(second, second_request["id"], minute=110)
+
+    response = world.post(
+        f"/v1/batches/{second}/statements",
+        {
+            "kind": "custody.delivery",
+            "at": at(150),
+            "body": {"ticket_no": "WB-77", "gross_kg": 11_300, "tare_kg": 11_000},
+        },
+        "plant",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:duplicate-ticket"
+
+
+def test_net_must_be_gross_minus_tare(world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.delivery",
+            "at": at(60),
+            "body": {"ticket_no": "T", "gross_kg": 500, "tare_kg": 100, "net_kg": 300},
+        },
+        "plant",
+    )
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:net-mismatch"
+
+
+def test_posting_the_same_entry_again_replays_it(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    body = {
+        "request_id": request_id,
+        "declared_volume_l": 400,
+        "estimated_mass_kg": 300,
+    }
+    statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+
+    first = world.record(
+        batch_id, statement, [world.device_key, world.pm_key], "device"
+    )
+    again = world.record(
+        batch_id, statement, [world.device_key, world.pm_key], "device"
+    )
+
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert len(entries(app)) == 1
+
+
+def test_uncollected_requests_return_to_paid_at_delivery(world):
+    batch_id, collected = world.dispatched_batch()
+    missed = world.paid_request("neighbour")
+    world.dispatch(missed["id"])
+    world.pickup(batch_id, collected)
+
+    world.deliver(batch_id, 11_300, 11_000)
+
+    stored = world.get(f"/v1/pickup-requests/{missed['id']}").json()
+    assert stored["status"] == "paid"
+    assert stored["batch_id"] is None
+
+
+def test_a_plant_cannot_record_custody_for_another_plants_batch(world, auth_header):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    stranger = auth_header("plant", "other", "some-other-plant")
+    response = world.client.post(
+        f"/v1/batches/{batch_id}/statements",
+        json={
+            "kind": "custody.delivery",
+            "at": at(60),
+            "body": {"ticket_no": "T", "gross_kg": 2, "tare_kg": 1},
+        },
+        headers=stranger,
+    )
+    assert response.status_code == 403
+
+
+def test_a_load_over_the_vehicles_capacity_is_refused(world):
+    batch_id, request_id = world.dispatched_batch()
+
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {
+            "kind": "custody.pickup",
+            "at": at(10),
+            "body": {
+                "request_id": request_id,
+                "declared_volume_l": 4000,
+                "estimated_mass_kg": 5001,
+            },
+        },
+        "device",
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:over-capacity"
+
+
+def test_concurrent_pickups_on_one_head_store_exactly_one(app, world):
+    batch_id, first = world.dispatched_batch()
+    second = world.paid_request("neighbour")
+    world.dispatch(second["id"])
+    posts = []
+    for request_id in (first, second["id"]):
+        body = {
+            "request_id": request_id,
+            "declared_volume_l": 9,
+            "estimated_mass_kg": 9,
+        }
+        statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+        signatures = [
+            sign_statement(key, statement) for key in (world.device_key, world.pm_key)
+        ]
+        posts.append({"statement": statement, "signatures": signatures})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(
+            pool.map(
+                lambda body: world.post(
+                    f"/v1/batches/{batch_id}/custody", body, "device"
+                ),
+                posts,
+            )
+        )
+
+    assert sorted(r.status_code for r in responses) == [201, 409]
+    assert count(app, CustodyEvent.__table__) == 1
+    assert len(entries(app)) == 1

@@ -1,0 +1,128 @@
+"""Dispatch: licences, vehicles, batches and the request's history."""
+
+from .conftest import at, licence
+
+
+def test_dispatch_puts_paid_requests_in_the_vehicles_open_batch(world):
+    first = world.paid_request()
+    second = world.paid_request("neighbour")
+
+    one = world.dispatch(first["id"])
+    two = world.dispatch(second["id"])
+
+    assert one.status_code == 200, one.text
+    assert one.json()["status"] == "dispatched"
+    assert one.json()["batch_id"] == two.json()["batch_id"]
+    batch = world.get(f"/v1/batches/{one.json()['batch_id']}", "hauler").json()
+    assert batch["status"] == "open"
+    assert batch["plant_id"] == world.plant_id
+    assert batch["device_id"] == "truck-304"
+    assert sorted(batch["request_ids"]) == sorted([first["id"], second["id"]])
+
+
+def test_another_window_opens_another_batch(world):
+    first = world.dispatch(world.paid_request()["id"]).json()
+    second = world.dispatch(
+        world.paid_request()["id"], window_start=at(300), window_end=at(400)
+    ).json()
+    assert first["batch_id"] != second["batch_id"]
+
+
+def test_the_request_history_names_who_did_what(world):
+    request = world.paid_request()
+    world.dispatch(request["id"])
+
+    history = world.get(f"/v1/pickup-requests/{request['id']}", "resident").json()
+
+    steps = [(e["status"], e["actor_role"], e["actor_sub"]) for e in history["events"]]
+    assert steps == [
+        ("requested", "resident", "resident-1"),
+        ("quoted", "service", "intake"),
+        ("paid", "resident", "resident-1"),
+        ("dispatched", "hauler", "dispatcher-1"),
+    ]
+
+
+def test_an_expired_licence_is_refused_at_dispatch(world):
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json=licence(-400, -1),
+        headers=world.headers["inspector"],
+    )
+    request = world.paid_request()
+
+    response = world.dispatch(request["id"])
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:licence-invalid"
+    assert response.json()["reason"] == "expired"
+    stored = world.get(f"/v1/pickup-requests/{request['id']}").json()
+    assert stored["status"] == "paid"
+    assert stored["batch_id"] is None
+
+
+def test_a_suspended_licence_is_refused_at_dispatch(world):
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json={"status": "suspended"},
+        headers=world.headers["inspector"],
+    )
+    response = world.dispatch(world.paid_request()["id"])
+    assert response.status_code == 409
+    assert response.json()["reason"] == "suspended"
+
+
+def test_a_licence_ending_inside_the_window_is_refused(world):
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json=licence(-10, 0),
+        headers=world.headers["inspector"],
+    )
+    response = world.dispatch(
+        world.paid_request()["id"], window_start=at(0), window_end=at(24 * 60)
+    )
+    assert response.status_code == 409
+
+
+def test_a_vehicle_of_another_hauler_is_refused(world):
+    rival = world.post(
+        "/v1/haulers", {"name": "Rival", "licence_no": "R-1", **licence(-1, 30)}
+    ).json()
+    truck = world.post(
+        "/v1/vehicles",
+        {
+            "plate": "R-9",
+            "capacity_kg": 900,
+            "hauler_id": rival["id"],
+            "device_id": "r9",
+        },
+    ).json()
+
+    response = world.dispatch(world.paid_request()["id"], vehicle_id=truck["id"])
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:vehicle-not-hauler"
+
+
+def test_a_hauler_cannot_dispatch_for_another_hauler(world):
+    rival = world.post(
+        "/v1/haulers", {"name": "Rival", "licence_no": "R-2", **licence(-1, 30)}
+    ).json()
+    response = world.dispatch(world.paid_request()["id"], hauler_id=rival["id"])
+    assert response.status_code == 403
+
+
+def test_unpaid_requests_are_not_dispatched(world):
+    response = world.dispatch(world.request_pickup()["id"])
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:salvage:problem:invalid-state"
+
+
+def test_a_cancelled_request_cannot_be_dispatched(world):
+    request = world.paid_request()
+    cancel = world.post(
+        f"/v1/pickup-requests/{request['id']}/cancel", {"reason": "moved"}, "resident"
+    )
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "cancelled"
+    assert world.dispatch(request["id"]).status_code == 409

@@ -1,0 +1,191 @@
+"""Quotes from the tariff, payments, their split to the cent, statements."""
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.intake.config import IntakeConfig
+from services.intake.fees import haversine_m, split
+
+from .conftest import moments
+
+SHARES = {
+    "property_manager": Decimal("0.10"),
+    "hauler": Decimal("0.60"),
+    "plant": Decimal("0.30"),
+}
+
+
+@given(
+    cents=st.integers(min_value=1, max_value=10**12),
+    weights=st.lists(st.integers(min_value=0, max_value=1000), min_size=3, max_size=3),
+)
+def test_split_parts_always_sum_to_the_whole(cents, weights):
+    if sum(weights) == 0:
+        weights = [1, 0, 0]
+    total = sum(weights)
+    shares = {
+        "property_manager": Decimal(weights[0]) / total,
+        "hauler": Decimal(weights[1]) / total,
+        "plant": Decimal(weights[2]) / total,
+    }
+    amount = Decimal(cents) / 100
+
+    parts = split(amount, shares)
+
+    assert sum(parts.values()) == amount
+    for party, part in parts.items():
+        assert part == part.quantize(Decimal("0.01"))
+        assert abs(part - amount * shares[party]) < Decimal("0.01")
+
+
+@given(st.integers(min_value=1, max_value=10**9))
+def test_split_is_deterministic(cents):
+    amount = Decimal(cents) / 100
+    assert split(amount, SHARES) == split(amount, SHARES)
+
+
+def test_leftover_cents_go_to_the_largest_remainders():
+    thirds = {"a": Decimal(1) / 3, "b": Decimal(1) / 3, "c": Decimal(1) / 3}
+    assert split(Decimal("0.01"), thirds) == {
+        "a": Decimal("0.01"),
+        "b": Decimal("0.00"),
+        "c": Decimal("0.00"),
+    }
+    assert split(Decimal("10.00"), SHARES) == {
+        "property_manager": Decimal("1.00"),
+        "hauler": Decimal("6.00"),
+        "plant": Decimal("3.00"),
+    }
+
+
+def test_haversine_matches_a_known_distance():
+    # One degree of latitude is about 111.2 km.
+    assert abs(haversine_m(29.0, 121.0, 30.0, 121.0) - 111_195) < 50
+
+
+def test_quote_uses_the_distance_band_and_bags(world):
+    request = world.request_pickup()
+    quote = request["quote"]
+
+    assert request["status"] == "quoted"
+    assert quote["basis"] == "bags"
+    assert quote["plant_id"] == world.plant_id
+    assert 5 < quote["distance_km"] < 10
+    assert quote["band"] == 0
+    assert quote["unit_price"] == "5.00"
+    assert quote["amount"] == "30.00"
+    assert [event["status"] for event in request["events"]] == ["requested", "quoted"]
+
+
+def test_quote_by_volume_never_falls_below_the_minimum(world):
+    small = world.request_pickup(bags=None, volume_l=50)
+    large = world.request_pickup(bags=None, volume_l=1500)
+
+    assert small["quote"]["amount"] == "10.00"
+    assert large["quote"]["amount"] == "60.00"
+
+
+def test_payment_is_split_by_the_configured_shares(world):
+    request = world.request_pickup(bags=7)
+    response = world.post(
+        f"/v1/pickup-requests/{request['id']}/payment",
+        {"amount": "35.00", "method": "alipay", "reference": "AP-1"},
+        "resident",
+        headers={**world.headers["resident"], "Idempotency-Key": "p-1"},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    shares = {share["party_kind"]: share for share in body["shares"]}
+    assert shares["property_manager"] == {
+        "party_kind": "property_manager",
+        "party_id": world.pm_id,
+        "amount": "3.50",
+    }
+    assert shares["hauler"]["amount"] == "21.00"
+    assert shares["hauler"]["party_id"] is None
+    assert shares["plant"]["amount"] == "10.50"
+    assert sum(Decimal(share["amount"]) for share in body["shares"]) == Decimal("35")
+
+
+def test_a_repeated_payment_replays_the_first_answer(world):
+    request = world.request_pickup()
+    headers = {**world.headers["resident"], "Idempotency-Key": "same"}
+    body = {"amount": request["quote"]["amount"], "method": "card"}
+    path = f"/v1/pickup-requests/{request['id']}/payment"
+
+    first = world.client.post(path, json=body, headers=headers)
+    second = world.client.post(path, json=body, headers=headers)
+    different = world.client.post(
+        path, json={**body, "method": "cash"}, headers=headers
+    )
+
+    assert first.status_code == 201
+    assert second.status_code == 200
+    assert second.json() == first.json()
+    assert different.status_code == 409
+
+
+def test_payment_needs_an_idempotency_key_and_the_quoted_amount(world):
+    request = world.request_pickup()
+    path = f"/v1/pickup-requests/{request['id']}/payment"
+
+    missing = world.post(path, {"amount": "30.00", "method": "card"}, "resident")
+    wrong = world.client.post(
+        path,
+        json={"amount": "29.99", "method": "card"},
+        headers={**world.headers["resident"], "Idempotency-Key": "w"},
+    )
+
+    assert missing.status_code == 422
+    assert wrong.status_code == 422
+    assert wrong.json()["type"] == "urn:salvage:problem:amount-mismatch"
+    assert world.get(f"/v1/pickup-requests/{request['id']}").json()["status"] == (
+        "quoted"
+    )
+
+
+def test_a_resident_cannot_pay_anothers_request(world):
+    request = world.request_pickup()
+    response = world.client.post(
+        f"/v1/pickup-requests/{request['id']}/payment",
+        json={"amount": "30.00", "method": "card"},
+        headers={**world.headers["neighbour"], "Idempotency-Key": "n"},
+    )
+    assert response.status_code == 403
+
+
+def test_party_statements_total_their_shares(world):
+    batch_id, _ = world.dispatched_batch()
+    world.paid_request()
+    start, end = moments()
+    query = {"start": start.isoformat(), "end": end.isoformat()}
+
+    hauler = world.get(
+        "/v1/statements", "hauler", params={"party_id": world.hauler_id, **query}
+    )
+    manager = world.get(
+        "/v1/statements", "pm", params={"party_id": world.pm_id, **query}
+    )
+    other = world.get(
+        "/v1/statements", "hauler", params={"party_id": world.plant_id, **query}
+    )
+
+    assert hauler.status_code == 200, hauler.text
+    assert hauler.json()["total"] == "18.00"
+    assert len(hauler.json()["lines"]) == 1
+    assert manager.json()["total"] == "6.00"
+    assert other.status_code == 403
+
+
+def test_fee_shares_must_sum_to_one():
+    try:
+        IntakeConfig(
+            fee_shares={"property_manager": "0.5", "hauler": "0.5", "plant": "0.1"}
+        )
+    except ValueError as exc:
+        assert "sum to 1" in str(exc)
+    else:
+        raise AssertionError("shares summing to 1.1 were accepted")

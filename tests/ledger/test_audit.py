@@ -1,0 +1,208 @@
+"""The auditor's checks against a live ledger, and what they catch when
+the ledger's database is changed behind its back."""
+
+import json
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from services.ledger.api import create_app
+from services.ledger.config import LedgerConfig
+from shared import audit_cli
+from shared.audit import (
+    audit_batches,
+    audit_checkpoint,
+    audit_entries,
+    audit_seals,
+    replay,
+)
+from shared.canonical import b64, canonical_json, unb64
+from shared.crypto import generate_key, private_key_to_b64
+from shared.db import normalize_url
+from shared.merkle import leaf_hash
+from shared.note import verifier_key
+from tests.ledger.helpers import ORIGIN
+
+
+def edit_entry(ledger_url: str, index: int, change, *, rehash: bool) -> None:
+    """Rewrites one stored entry directly in the database, as an intruder would."""
+    engine = create_engine(normalize_url(ledger_url))
+    with engine.begin() as connection:
+        leaf = connection.execute(
+            text('SELECT leaf FROM entries WHERE "index" = :i'), {"i": index}
+        ).scalar_one()
+        entry = json.loads(bytes(leaf))
+        change(entry)
+        forged = canonical_json(entry)
+        values = {"i": index, "leaf": forged, "hash": leaf_hash(forged)}
+        statement = "UPDATE entries SET leaf = :leaf"
+        statement += ", leaf_hash = :hash" if rehash else ""
+        connection.execute(text(statement + ' WHERE "index" = :i'), values)
+    engine.dispose()
+
+
+def heavier(entry: dict) -> None:
+    entry["statement"]["body"]["net_kg"] = 18000
+
+
+def test_a_checkpoint_audit_remembers_and_checks_consistency(
+    client, chain_for, tmp_path
+):
+    state = tmp_path / "witness.json"
+    first = audit_checkpoint(client, state_file=state)
+    assert first.ok and first.size == 0
+
+    chain_for("B1").complete()
+    second = audit_checkpoint(client, state_file=state)
+    assert second.ok and second.size == 6
+    assert json.loads(state.read_text())["size"] == 6
+
+
+def test_a_checkpoint_inconsistent_with_the_remembered_one_fails(
+    client, chain_for, tmp_path
+):
+    chain_for("B1").complete()
+    state = tmp_path / "witness.json"
+    assert audit_checkpoint(client, state_file=state).ok
+    remembered = json.loads(state.read_text())
+    remembered["size"], remembered["root"] = 3, b64(b"\x07" * 32)
+    state.write_text(json.dumps(remembered))
+
+    report = audit_checkpoint(client, state_file=state)
+    assert not report.ok
+    assert "not consistent" in report.reason
+
+
+def test_a_pinned_key_that_did_not_sign_fails(client, tmp_path):
+    report = audit_checkpoint(
+        client, verifier_key=verifier_key("test.salvage/ledger", generate_key())
+    )
+    assert not report.ok and "signature" in report.reason
+
+
+def test_seals_batches_and_entries_pass_on_an_honest_log(client, chain_for, tmp_path):
+    chain_for("B1").complete()
+    chain_for("B2").complete()
+    seals = [s["index"] for s in client.get("/v1/seals").json()["seals"]]
+
+    report = audit_seals(client, seals, tmp_path / "w.json")
+    assert report.ok, report.reason
+    assert report.checked == 2
+    assert audit_batches(client, ["B1", "B2"]).ok
+    assert audit_entries(client, [0, 3, 7]).ok
+    assert replay(client, page_size=4).ok
+
+
+def test_an_unsealed_batch_fails_its_audit(client, chain_for):
+    chain = chain_for("B1")
+    chain.post(chain.pickup_entry())
+    report = audit_batches(client, ["B1"])
+    assert not report.ok and "not sealed" in report.reason
+
+
+def test_an_edited_entry_fails_the_audit_naming_its_index(
+    client, chain_for, ledger_url
+):
+    chain_for("B1").complete()
+    chain_for("B2").complete()
+    assert replay(client).ok
+
+    edit_entry(ledger_url, 2, heavier, rehash=False)
+
+    report = replay(client, page_size=5)
+    assert not report.ok
+    assert report.first_bad_index == 2
+    assert "leaf_hash" in report.reason
+    seal = audit_seals(client, [5])
+    assert not seal.ok and seal.first_bad_index == 2
+
+
+def test_an_edited_entry_with_a_recomputed_hash_is_still_named(
+    client, chain_for, ledger_url
+):
+    for batch_id in ("B1", "B2", "B3"):
+        chain_for(batch_id).complete()
+
+    edit_entry(ledger_url, 9, heavier, rehash=True)
+
+    report = replay(client, page_size=8)
+    assert not report.ok
+    assert report.first_bad_index == 9
+    assert "signed checkpoint" in report.reason
+    assert audit_entries(client, [8]).ok
+    entry = audit_entries(client, [9])
+    assert not entry.ok and entry.first_bad_index == 9
+    seal = audit_seals(client, [11])
+    assert not seal.ok and seal.first_bad_index == 9
+
+
+def test_a_deleted_entry_is_named(client, chain_for, ledger_url):
+    chain_for("B1").complete()
+    engine = create_engine(normalize_url(ledger_url))
+    with engine.begin() as connection:
+        connection.execute(text('DELETE FROM entries WHERE "index" = 3'))
+    engine.dispose()
+
+    report = replay(client)
+    assert not report.ok and report.first_bad_index == 3
+    assert "missing" in report.reason
+
+
+def test_the_cli_prints_a_verdict_and_exits_non_zero_on_failure(
+    client, chain_for, ledger_url, tmp_path, monkeypatch
+):
+    chain_for("B1").complete()
+    monkeypatch.setattr(audit_cli, "_url", lambda _: client)
+    runner = CliRunner()
+    state = ["--state-file", str(tmp_path / "w.json")]
+
+    passed = runner.invoke(audit_cli.audit_app, ["checkpoint", *state])
+    assert passed.exit_code == 0, passed.output
+    assert "PASS" in passed.output
+    assert runner.invoke(audit_cli.audit_app, ["batch", "B1", *state]).exit_code == 0
+    bundle_file = tmp_path / "b1.json"
+    exported = runner.invoke(
+        audit_cli.audit_app, ["export", "B1", "-o", str(bundle_file)]
+    )
+    assert exported.exit_code == 0, exported.output
+    offline = runner.invoke(audit_cli.audit_app, ["bundle", str(bundle_file)])
+    assert offline.exit_code == 0 and "PASS" in offline.output
+
+    edit_entry(ledger_url, 1, heavier, rehash=False)
+    failed = runner.invoke(audit_cli.audit_app, ["replay", *state])
+    assert failed.exit_code == 1
+    assert "FAIL" in failed.output and "index 1" in failed.output
+    seals = runner.invoke(audit_cli.audit_app, ["seals", "--index", "5", *state])
+    assert seals.exit_code == 1 and "index 1" in seals.output
+
+
+def test_a_forged_bundle_fails_offline(client, chain_for, tmp_path):
+    chain_for("B1").complete()
+    bundle = client.get("/v1/batches/B1/bundle").json()
+    leaf = json.loads(unb64(bundle["entries"][3]["leaf"]))
+    leaf["statement"]["body"]["outputs"][0]["kg"] = 1
+    bundle["entries"][3]["leaf"] = b64(canonical_json(leaf))
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(bundle))
+
+    result = CliRunner().invoke(audit_cli.audit_app, ["bundle", str(path)])
+    assert result.exit_code == 1
+    assert "index 3" in result.output
+
+
+def test_after_a_key_rotation_the_head_checkpoint_verifies_with_the_new_key(
+    ledger_settings, chain_for, client
+):
+
+    chain_for("B1").complete()
+    before = client.get("/v1/checkpoint").text
+    rotated = ledger_settings.model_copy(
+        update={"ledger_signing_key": SecretStr(private_key_to_b64(generate_key()))}
+    )
+    with TestClient(create_app(rotated, config=LedgerConfig(origin=ORIGIN))) as fresh:
+        after = fresh.get("/v1/checkpoint").text
+        assert after != before
+        assert after.split("\n")[:3] == before.split("\n")[:3]
+        assert audit_checkpoint(fresh).ok

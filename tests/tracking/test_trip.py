@@ -1,0 +1,241 @@
+"""Trip summaries: the body the ledger expects, signed with the tracking key,
+linked alerts, idempotency, and delivery through the durable outbox."""
+
+import hashlib
+import json
+import time
+from itertools import pairwise
+
+import rfc8785
+
+from services.tracking.geo import haversine_m
+from shared.crypto import key_id, public_key_b64, verify_statement
+from tests.tracking.conftest import (
+    DEVICE,
+    HOME,
+    VEHICLE,
+    at,
+    drive,
+    offset,
+    post_batch,
+    register_place,
+    stay,
+)
+
+COMMUNITY = offset(*HOME, east_m=1000)
+LAYBY = offset(*HOME, east_m=1000, north_m=1000)
+TRIP = {
+    "device_id": DEVICE,
+    "vehicle_id": VEHICLE,
+    "start": "2026-12-01T08:00:00Z",
+    "end": "2026-12-01T08:30:00Z",
+}
+BODY_FIELDS = {
+    "device_id",
+    "vehicle_id",
+    "start",
+    "end",
+    "distance_m",
+    "duration_s",
+    "point_count",
+    "coverage_permille",
+    "points_sha256",
+    "stops",
+    "alert_ids",
+}
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def collection_run(client, token, headers) -> list[dict]:
+    """Depot to a community (2 min), on to a lay-by (15 min), then onwards."""
+    register_place(client, headers, "community-7", *COMMUNITY, radius_m=40)
+    fixes = (
+        drive(0, HOME, 0, 1000, speed_mps=10)
+        + stay(110, 110, *COMMUNITY)
+        + drive(230, COMMUNITY, 1000, 0, speed_mps=10)
+        + stay(340, 900, *LAYBY, step_s=30)
+        + drive(1250, LAYBY, 300, 0, speed_mps=10)
+    )
+    response = post_batch(client, token, fixes)
+    assert response.json()["accepted"] == len(fixes)
+    return fixes
+
+
+def post_trip(client, headers, batch="batch-1", body=TRIP):
+    return client.post(f"/v1/batches/{batch}/trip", json=body, headers=headers)
+
+
+def test_trip_summary_body_statement_and_signature(
+    client, device, device_token, service_auth, tracking_key
+):
+    fixes = collection_run(client, device_token, service_auth)
+
+    response = post_trip(client, service_auth)
+
+    assert response.status_code == 201, response.text
+    trip = response.json()
+    statement = trip["entry"]["statement"]
+    body = statement["body"]
+    assert set(body) == BODY_FIELDS
+    assert statement == {
+        "v": 1,
+        "kind": "trip.summary",
+        "batch_id": "batch-1",
+        "prev": None,
+        "at": "2026-12-01T08:30:00Z",
+        "body": body,
+    }
+    assert trip["summary"] == body
+    assert body["duration_s"] == 1800 and body["point_count"] == len(fixes)
+    path = [(f["lat"], f["lon"]) for f in fixes]
+    expected = sum(haversine_m(*a, *b) for a, b in pairwise(path))
+    assert body["distance_m"] == round(expected)
+    listed = [{"time": f["time"], "lat": f["lat"], "lon": f["lon"]} for f in fixes]
+    assert body["points_sha256"] == hashlib.sha256(rfc8785.dumps(listed)).hexdigest()
+    last = at(1250 + 300 / 10).isoformat()
+    assert fixes[-1]["time"] == last.replace("+00:00", "Z")
+    assert body["coverage_permille"] == int(1000 * (1280 - 0) / 1800)
+    assert [s["place_id"] for s in body["stops"]] == ["community-7", None]
+    assert set(body["stops"][0]) == {
+        "start",
+        "end",
+        "duration_s",
+        "lat",
+        "lon",
+        "place_id",
+    }
+    assert body["stops"][1]["duration_s"] >= 900
+    [signature] = trip["entry"]["signatures"]
+    assert signature["key_id"] == key_id(tracking_key)
+    assert verify_statement(
+        tracking_key.public_key(), statement, signature["signature"]
+    )
+
+
+def test_trip_links_its_alerts_to_the_batch(client, device, device_token, service_auth):
+    collection_run(client, device_token, service_auth)
+
+    body = post_trip(client, service_auth).json()["summary"]
+    linked = client.get(
+        "/v1/alerts", params={"batch_id": "batch-1"}, headers=service_auth
+    ).json()["alerts"]
+
+    assert [a["kind"] for a in linked] == ["dumping_suspected"]
+    assert body["alert_ids"] == [linked[0]["id"]]
+    assert linked[0]["batch_ids"] == ["batch-1"]
+
+
+def test_trip_reaches_the_ledger_after_the_key(
+    client, device, device_token, service_auth, ledger, tracking_key
+):
+    collection_run(client, device_token, service_auth)
+    entry = post_trip(client, service_auth).json()["entry"]
+
+    assert wait_for(lambda: ledger.received("POST", "/v1/entries"))
+    kid = key_id(tracking_key)
+    methods = [(m, p) for m, p, _, _ in ledger.requests]
+    assert methods == [("PUT", f"/v1/keys/{kid}"), ("POST", "/v1/entries")]
+    _, _, key_headers, key_body = ledger.requests[0]
+    assert key_body == {
+        "public_key": public_key_b64(tracking_key),
+        "party_kind": "service",
+        "party_id": "tracking",
+        "kinds": ["trip.summary"],
+    }
+    _, _, headers, body = ledger.requests[1]
+    assert headers["idempotency-key"] == "trip:batch-1"
+    assert body == entry
+    assert wait_for(
+        lambda: (
+            client.get("/v1/batches/batch-1/trip", headers=service_auth).json()[
+                "ledger_status"
+            ]
+            == "delivered"
+        )
+    )
+
+
+def test_trip_waits_in_the_outbox_while_the_ledger_is_down(
+    client, device, device_token, service_auth, ledger
+):
+    ledger.down = True
+    collection_run(client, device_token, service_auth)
+    post_trip(client, service_auth)
+    time.sleep(0.3)
+
+    status = client.get("/v1/batches/batch-1/trip", headers=service_auth).json()
+    assert status["ledger_status"] == "pending"
+    assert ledger.received("POST", "/v1/entries") == []
+
+    ledger.down = False
+    assert wait_for(lambda: ledger.received("POST", "/v1/entries"), timeout=20)
+    assert wait_for(lambda: client.app.state.outbox_relay.pending_count() == 0)
+
+
+def test_trip_is_idempotent_by_batch(client, device, device_token, service_auth):
+    collection_run(client, device_token, service_auth)
+
+    first = post_trip(client, service_auth)
+    again = post_trip(client, service_auth)
+    other = post_trip(
+        client, service_auth, body={**TRIP, "end": "2026-12-01T09:00:00Z"}
+    )
+
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["entry"] == first.json()["entry"]
+    assert other.status_code == 409
+    assert other.json()["type"] == "urn:salvage:problem:trip-exists"
+
+
+def test_trip_refuses_bad_requests(
+    client, device, device_token, service_auth, auth_header
+):
+    unknown = post_trip(client, service_auth, body={**TRIP, "device_id": "ghost"})
+    mismatch = post_trip(client, service_auth, body={**TRIP, "vehicle_id": "veh-9"})
+    backwards = post_trip(
+        client, service_auth, body={**TRIP, "end": "2026-12-01T07:00:00Z"}
+    )
+    naive = post_trip(client, service_auth, body={**TRIP, "end": "2026-12-01T09:00:00"})
+    not_service = post_trip(client, auth_header("inspector"))
+
+    assert unknown.status_code == 404
+    assert mismatch.status_code == 422
+    assert mismatch.json()["type"] == "urn:salvage:problem:vehicle-mismatch"
+    assert backwards.status_code == 422
+    assert naive.status_code == 422
+    assert not_service.status_code == 403
+    missing = client.get("/v1/batches/batch-1/trip", headers=service_auth)
+    assert missing.status_code == 404
+
+
+def test_trip_as_geojson(client, device, device_token, service_auth):
+    fixes = collection_run(client, device_token, service_auth)
+    post_trip(client, service_auth)
+
+    response = client.get("/v1/batches/batch-1/trip/geojson", headers=service_auth)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/geo+json"
+    collection = json.loads(response.content)
+    roles = [f["properties"]["role"] for f in collection["features"]]
+    assert roles == ["path", "stop", "stop", "alert"]
+    assert len(collection["features"][0]["geometry"]["coordinates"]) == len(fixes)
+
+
+def test_key_registration_is_queued_once_across_restarts(make_client, settings, ledger):
+    first = make_client()
+    url = first.app.state.settings.tracking_database_url
+    make_client(url=url)
+
+    assert wait_for(lambda: len(ledger.received("PUT", "/v1/keys/")) >= 1)
+    time.sleep(0.2)
+    assert len(ledger.received("PUT", "/v1/keys/")) == 1
