@@ -1,5 +1,6 @@
 """The `salvage` command: run, migrate, demonstrate and audit Salvage."""
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -27,13 +28,17 @@ console = Console()
 
 def _check_service(name: str) -> str:
     if name not in SERVICES:
-        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+        raise typer.BadParameter(
+            f"unknown service {name!r}; one of {', '.join(SERVICES)}"
+        )
     return name
 
 
 @app.command()
 def migrate(
-    names: Annotated[list[str] | None, typer.Argument(help="Services to migrate.")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Services to migrate.")
+    ] = None,
 ) -> None:
     """Brings each service's database to its newest schema."""
     settings = get_settings()
@@ -45,7 +50,9 @@ def migrate(
 @app.command()
 def serve(
     name: Annotated[str, typer.Argument(help="intake, tracking, ledger or trading")],
-    port: Annotated[int | None, typer.Option(help="Port; the service's default.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port; the service's default.")
+    ] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
     run_migrations: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
@@ -94,10 +101,8 @@ def _print_services(services, log_dir: Path) -> None:
 def _wait_for_interrupt() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -134,3 +139,7 @@ def token(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

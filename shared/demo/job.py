@@ -359,6 +359,7 @@ def await_seals(services: Services, parties: Parties, report, settings) -> None:
         report.fixes_stored += trip["point_count"]
     report.stops_unlisted = report.stops - report.stops_at_places
     report.runs = len(parties.batches)
+    report.batch_ids = list(parties.batches)
     seals = services.ledger.call("GET", "/v1/seals", params={"limit": 1000})
     report.batches_sealed = len(seals["seals"] if isinstance(seals, dict) else seals)
 

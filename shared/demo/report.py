@@ -34,6 +34,7 @@ class MainJobReport:
     retired_t: int = 0
     certificate_id: str = ""
     serials: list[str] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)
     checkpoint_size: int = 0
     seals_audited: int = 0
     audit_passed: bool = False
@@ -54,7 +55,10 @@ def print_report(report: MainJobReport, console: Console) -> None:
         ("GPS fixes sent / stored", f"{report.fixes_sent} / {report.fixes_stored}"),
         ("distance driven (all runs)", f"{report.distance_m / 1000:,.2f} km"),
         ("time on trips", f"{report.duration_s // 60} min"),
-        ("lowest telemetry coverage of a trip", f"{report.coverage_permille / 10:.1f} %"),
+        (
+            "lowest telemetry coverage of a trip",
+            f"{report.coverage_permille / 10:.1f} %",
+        ),
         (
             "stops (at registered places / unlisted)",
             f"{report.stops} ({report.stops_at_places} / {report.stops_unlisted})",
