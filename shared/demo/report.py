@@ -53,7 +53,15 @@ def print_report(report: MainJobReport, console: Console) -> None:
     table.add_column("figure")
     rows = [
         ("GPS fixes sent / stored", f"{report.fixes_sent} / {report.fixes_stored}"),
-        ("distance driven (all runs)", f"{report.distance_m / 1000:,.2f} km"),
+        (
+            "distance driven (all runs)",
+            f"{report.distance_m / 1000:,.2f} km"
+            + (
+                f" ({report.distance_m / report.runs / 1000:,.2f} km a run)"
+                if report.runs
+                else ""
+            ),
+        ),
         ("time on trips", f"{report.duration_s // 60} min"),
         (
             "lowest telemetry coverage of a trip",
@@ -76,6 +84,7 @@ def print_report(report: MainJobReport, console: Console) -> None:
         ("credits issued (buffer)", f"{report.issued_t} t ({report.buffer_t} t)"),
         ("carried over to next issuance", _tonnes(report.carried_over_g)),
         ("bought / retired", f"{report.bought_t} t / {report.retired_t} t"),
+        ("serials retired", ", ".join(report.serials) or "none"),
         ("retirement certificate", report.certificate_id or "none"),
         ("checkpoint audited", f"size {report.checkpoint_size}"),
         ("seals audited", str(report.seals_audited)),
