@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+LINTED := shared services tests $(wildcard bench)
 
 .PHONY: run test test-sqlite test-postgres up lint format bench clean install
 
@@ -33,12 +34,12 @@ test-postgres: $(STAMP)
 		$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check shared services tests bench
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
 
 format: $(STAMP)
-	$(BIN)/ruff format shared services tests bench
-	$(BIN)/ruff check --fix shared services tests bench
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf .salvage .pytest_cache .hypothesis .ruff_cache
