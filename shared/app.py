@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shared.crypto import public_key_from_b64
 from shared.db import make_engine, make_sessionmaker
 from shared.http import REQUEST_ID_HEADER, request_id_var
+from shared.jsonguard import StrictJsonMiddleware
 from shared.logging import configure_logging
 from shared.problems import ServiceUnavailable, install_problem_handlers
 from shared.settings import Settings
@@ -65,6 +66,7 @@ def create_service_app(
     app.state.sessions = make_sessionmaker(app.state.engine)
     app.state.auth_public_key = _auth_public_key(settings)
     install_problem_handlers(app)
+    app.add_middleware(StrictJsonMiddleware)
     _install_request_context(app, name)
     _install_operational_routes(app)
     return app

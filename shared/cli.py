@@ -115,7 +115,7 @@ def demo(
         ),
     ] = True,
 ) -> None:
-    """Runs the main job: one collection run from registry to audited credits."""
+    """Runs the main job: a real collection route from registry to audited credits."""
     from shared.demo import run_demo
 
     raise typer.Exit(run_demo(with_services=with_services, console=console))

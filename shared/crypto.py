@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from shared.canonical import b64, canonical_json, unb64
 
@@ -42,10 +43,18 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
-    """Parses the base64 of a raw 32-byte Ed25519 public key."""
+    """Parses the base64 of a raw 32-byte Ed25519 public key.
+
+    Keys of small order, or not canonically encoded, are refused: under such a
+    key a signature can be forged for any message.
+    """
     raw = unb64(text)
     if len(raw) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
+    if not crypto_core_ed25519_is_valid_point(raw):
+        raise ValueError(
+            "not a valid Ed25519 public key (small order or non-canonical)"
+        )
     return Ed25519PublicKey.from_public_bytes(raw)
 
 

@@ -6,6 +6,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from rfc8785 import CanonicalizationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_TYPE_BASE = "urn:salvage:problem:"
@@ -111,6 +112,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: StarletteHTTPException):
         problem = Problem(str(exc.detail), slug=f"http-{exc.status_code}")
         problem.status, problem.title = exc.status_code, str(exc.detail)
+        return problem_response(problem, request)
+
+    @app.exception_handler(CanonicalizationError)
+    async def on_canonicalization(request: Request, exc: CanonicalizationError):
+        problem = Unprocessable(
+            f"The request holds a value canonical JSON cannot carry: {exc}",
+            slug="not-canonicalizable",
+        )
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)

@@ -1,4 +1,4 @@
-"""The main job: one collection run from the registry to audited credits."""
+"""The main job: collection runs from the registry to audited credits."""
 
 from shared.demo.runner import run_demo
 

@@ -419,10 +419,23 @@ def issue_credits(services: Services, parties: Parties, report, settings) -> Non
         json={"decision": "approve", "comments": "Seals, proofs and alerts checked."},
     )
     issuance = decided["issuance"]
+    report.buffer_permille = decided["buffer_permille"]
+    report.avoided_by_material = _avoided_by_material(services, created["id"])
     report.quantified_g = decided["total_g"]
     report.issued_t = issuance["tonnes"]
     report.buffer_t = issuance["buffer_tonnes"]
     report.carried_over_g = issuance["carried_out_g"]
+
+
+def _avoided_by_material(services: Services, report_id: str) -> dict[str, int]:
+    calculations = services.trading.call(
+        "GET", "/v1/quantifications", params={"report_id": report_id}
+    )["items"]
+    totals: dict[str, int] = {}
+    for calculation in calculations:
+        for material, grams in calculation["terms"]["avoided_g"].items():
+            totals[material] = totals.get(material, 0) + grams
+    return totals
 
 
 def buy_and_retire(services: Services, parties: Parties, report, settings) -> None:
@@ -459,20 +472,35 @@ def buy_and_retire(services: Services, parties: Parties, report, settings) -> No
 
 
 def audit_credits(services: Services, parties: Parties, report, settings) -> None:
-    """Checks the seals behind every retired serial against the ledger."""
-    from shared.audit import audit_seals
+    """Checks the seals behind every retired serial, then replays the whole log."""
+    from shared.audit import audit_seals, replay
 
     indices = set()
     for serial in report.serials:
         provenance = services.trading.call("GET", f"/v1/credits/{serial}/provenance")
         indices.update(seal["index"] for seal in provenance["seals"])
-    state_file = settings.data_dir / "auditor-state.json"
-    result = audit_seals(settings.service_url("ledger"), sorted(indices), state_file)
-    report.seals_audited = result.checked
-    report.audit_passed = result.ok and result.checked == len(indices) > 0
-    report.checkpoint_size = result.size or 0
+    _wait_for_quiet_ledger(services)
+    state_file = settings.data_dir / "audit" / "witness.json"
+    ledger_url = settings.service_url("ledger")
+    seals = audit_seals(ledger_url, sorted(indices), state_file)
+    whole = replay(ledger_url, state_file=state_file)
+    report.seals_audited = seals.checked
+    report.checkpoint_size = whole.size or 0
     report.ledger_entries = report.checkpoint_size
-    if not result.ok:
-        report.audit_detail = (
-            f"audit failed at index {result.first_bad_index}: {result.reason}"
-        )
+    report.audit_passed = seals.ok and whole.ok and seals.checked == len(indices) > 0
+    for failed in (seals, whole):
+        if not failed.ok:
+            report.audit_detail += (
+                f"{failed.check} audit failed at index {failed.first_bad_index}: "
+                f"{failed.reason}\n"
+            )
+
+
+def _wait_for_quiet_ledger(services: Services, quiet_polls: int = 4) -> None:
+    """Waits until trading's credit entries have reached the ledger's log."""
+    deadline, last, quiet = time.monotonic() + 30, -1, 0
+    while quiet < quiet_polls and time.monotonic() < deadline:
+        size = int(services.ledger.call("GET", "/v1/checkpoint").split("\n")[1])
+        quiet = quiet + 1 if size == last else 0
+        last = size
+        time.sleep(0.5)

@@ -35,6 +35,8 @@ class MainJobReport:
     certificate_id: str = ""
     serials: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
+    buffer_permille: int = 0
+    avoided_by_material: dict[str, int] = field(default_factory=dict)
     checkpoint_size: int = 0
     seals_audited: int = 0
     audit_passed: bool = False
@@ -86,8 +88,11 @@ def print_report(report: MainJobReport, console: Console) -> None:
         ("bought / retired", f"{report.bought_t} t / {report.retired_t} t"),
         ("serials retired", ", ".join(report.serials) or "none"),
         ("retirement certificate", report.certificate_id or "none"),
-        ("checkpoint audited", f"size {report.checkpoint_size}"),
-        ("seals audited", str(report.seals_audited)),
+        ("seals behind the retired credits audited", str(report.seals_audited)),
+        (
+            "whole log replayed against its checkpoint",
+            f"{report.checkpoint_size} entries",
+        ),
         ("audit verdict", "PASS" if report.audit_passed else "FAIL"),
     ]
     for what, figure in rows:
@@ -95,5 +100,23 @@ def print_report(report: MainJobReport, console: Console) -> None:
     console.print(table)
     if report.audit_detail:
         console.print(report.audit_detail)
+    for line in _explanations(report):
+        console.print(line)
     for note in report.notes:
         console.print(f"[dim]{note}[/dim]")
+
+
+def _explanations(report: MainJobReport) -> list[str]:
+    """Says what the credit rests on and why the buffer is what it is."""
+    lines = []
+    avoided = sum(g for g in report.avoided_by_material.values() if g > 0)
+    if avoided:
+        shares = sorted(report.avoided_by_material.items(), key=lambda kv: -kv[1])
+        parts = [f"{m} {g / avoided:.0%}" for m, g in shares if g > 0]
+        lines.append("avoided emissions by material: " + ", ".join(parts))
+    if report.issued_t:
+        lines.append(
+            f"buffer: {report.buffer_permille / 10:g} % of the issued tonnes, "
+            f"rounded up to whole tonnes ({report.buffer_t} of {report.issued_t} t)"
+        )
+    return lines

@@ -73,3 +73,16 @@ def test_key_file_is_created_once_and_reused(tmp_path):
 
     assert key_id(first) == key_id(second)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "7P///////////////////////////////////////38=",
+    ],
+)
+def test_small_order_and_non_canonical_keys_are_refused(encoded):
+    with pytest.raises(ValueError, match="small order or non-canonical"):
+        public_key_from_b64(encoded)

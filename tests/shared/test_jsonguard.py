@@ -1,0 +1,78 @@
+"""JSON that canonical JSON cannot carry is refused before any service sees it."""
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from shared.jsonguard import StrictJsonMiddleware
+from shared.problems import install_problem_handlers
+
+
+@pytest.fixture
+def client():
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(StrictJsonMiddleware, max_body_bytes=10_000)
+    received = []
+
+    @app.post("/echo")
+    def echo(body: dict) -> dict:
+        received.append(body)
+        return body
+
+    test_client = TestClient(app)
+    test_client.received = received
+    return test_client
+
+
+def post(client, raw: bytes):
+    return client.post(
+        "/echo", content=raw, headers={"content-type": "application/json"}
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"x": NaN}',
+        b'{"x": Infinity}',
+        b'{"x": -Infinity}',
+        b'{"x": 9007199254740992}',
+        b'{"x": [1, -12345678901234567890]}',
+    ],
+)
+def test_values_canonical_json_cannot_carry_are_refused(client, raw):
+    response = post(client, raw)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("json-number-out-of-range")
+    assert client.received == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"x": 9007199254740991, "y": -9007199254740991}',
+        b'{"note": "NaN and Infinity inside a string are text"}',
+        b'{"hash": "12345678901234567890abcdef"}',
+        b'{"x": 1.5e300}',
+    ],
+)
+def test_ordinary_json_passes_unchanged(client, raw):
+    response = post(client, raw)
+
+    assert response.status_code == 200
+    assert len(client.received) == 1
+
+
+def test_malformed_json_is_left_to_the_schema_error(client):
+    assert post(client, b'{"x": NaN').status_code == 422
+    assert client.received == []
+
+
+def test_oversized_bodies_are_refused(client):
+    response = post(client, b'{"x": "' + b"a" * 20_000 + b'"}')
+
+    assert response.status_code == 413
+    assert client.received == []
