@@ -122,6 +122,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, request)
 
+    @app.exception_handler(OverflowError)
+    async def on_overflow(request: Request, exc: OverflowError):
+        problem = Unprocessable(
+            "A value is out of the range this service can represent "
+            "(for example a time before year 1 or after year 9999 in UTC).",
+            slug="value-out-of-range",
+        )
+        return problem_response(problem, request)
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):
         log.exception("request.unhandled_error", path=request.url.path)

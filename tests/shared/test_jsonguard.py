@@ -76,3 +76,19 @@ def test_oversized_bodies_are_refused(client):
 
     assert response.status_code == 413
     assert client.received == []
+
+
+def test_a_value_out_of_range_is_a_422_not_a_500():
+    from datetime import UTC, datetime
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/when")
+    def when(at: datetime) -> dict:
+        return {"utc": at.astimezone(UTC).isoformat()}
+
+    response = TestClient(app).get("/when", params={"at": "0001-01-01T00:00:00+14:00"})
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("value-out-of-range")
