@@ -1,7 +1,7 @@
 """Intake's HTTP API: registry, keys, tokens, pickup requests, batches, custody."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -35,6 +35,8 @@ from services.intake.schemas import (
     DepotOut,
     DiscrepancyOut,
     DispatchIn,
+    Geofence,
+    GeofenceOut,
     HaulerIn,
     HaulerOut,
     HaulerPatch,
@@ -91,6 +93,7 @@ CustodyParty = Annotated[
 ]
 
 router = APIRouter()
+PAGE_COOKIE = "salvage_token"
 
 
 def get_config(request: Request) -> IntakeConfig:
@@ -330,6 +333,32 @@ def list_depots(session: SessionDep, _: Anyone) -> list[DepotOut]:
 @router.get("/v1/depots/{depot_id}", tags=["registry"])
 def get_depot(depot_id: str, session: SessionDep, _: Anyone) -> DepotOut:
     return DepotOut.model_validate(get_or_404(session, Depot, depot_id, "depot"))
+
+
+@router.put("/v1/{collection}/{place_id}/geofence", tags=["registry"])
+def move_geofence(
+    collection: Literal["communities", "plants", "depots"],
+    place_id: str,
+    payload: Geofence,
+    session: SessionDep,
+    _: Admin,
+    request: Request,
+) -> GeofenceOut:
+    """Replaces a community's, plant's or depot's location and geofence;
+    tracking receives the new geofence through the outbox."""
+    kind, place = registry.move_geofence(
+        session, collection=collection, place_id=place_id, data=payload
+    )
+    commit(session, request)
+    log.info("intake.geofence_moved", place_id=place_id, kind=kind)
+    return GeofenceOut(
+        id=place.id,
+        kind=kind,
+        lat=place.lat,
+        lon=place.lon,
+        radius_m=place.radius_m,
+        polygon=place.polygon,
+    )
 
 
 # Keys and tokens ------------------------------------------------------------
@@ -601,12 +630,11 @@ def party_statement(
     """A party's shares of payments made in [start, end)."""
     if not is_staff(principal) and principal.org != party_id:
         raise Forbidden("A party sees only its own statement.", slug="not-yours")
+    start, end = _aware(start), _aware(end)
+    if end <= start:
+        raise Unprocessable("end must be after start.", slug="period-invalid")
     return fees.party_statement(
-        session,
-        party_id=party_id,
-        start=_aware(start),
-        end=_aware(end),
-        currency=config.currency,
+        session, party_id=party_id, start=start, end=end, currency=config.currency
     )
 
 
@@ -615,14 +643,23 @@ def party_statement(
 
 @router.get("/r/{code}", response_class=HTMLResponse, tags=["page"])
 def request_page(
-    code: str, session: SessionDep, config: ConfigDep, token: str | None = None
+    code: str,
+    request: Request,
+    session: SessionDep,
+    config: ConfigDep,
+    token: str | None = None,
 ) -> HTMLResponse:
     """The pickup request page a community's QR code opens."""
     try:
         community = registry.community_by_code(session, code)
     except Problem as problem:
         return HTMLResponse(page.error(problem.status, problem.detail), problem.status)
-    html = page.request_form(community, token=token, timezone=config.local_timezone)
+    html = page.request_form(
+        community,
+        token=token,
+        signed_in=PAGE_COOKIE in request.cookies,
+        timezone=config.local_timezone,
+    )
     return HTMLResponse(html)
 
 
@@ -637,7 +674,8 @@ async def submit_request_page(code: str, request: Request) -> HTMLResponse:
 def _submit_form(request: Request, code: str, fields: dict) -> HTMLResponse:
     config: IntakeConfig = request.app.state.intake_config
     try:
-        principal = _form_principal(request, fields)
+        token = _form_token(request, fields)
+        principal = _form_principal(request, token)
         payload = _form_payload(code, fields, config)
         with request.app.state.sessions() as session:
             created = pickup_requests.create_request(
@@ -645,24 +683,52 @@ def _submit_form(request: Request, code: str, fields: dict) -> HTMLResponse:
             )
             commit(session, request)
             log.info("intake.request_created", request_id=created.id, via="page")
-            return HTMLResponse(page.request_created(created), 201)
+            response = HTMLResponse(page.request_created(created), 201)
     except ValidationError as exc:
         messages = [error["msg"] for error in exc.errors()]
         return HTMLResponse(page.error(422, "Check the form.", messages), 422)
     except Problem as problem:
-        return HTMLResponse(page.error(problem.status, problem.detail), problem.status)
+        failed = HTMLResponse(
+            page.error(problem.status, problem.detail), problem.status
+        )
+        if problem.status == 401:
+            failed.delete_cookie(PAGE_COOKIE, path="/r/")
+        return failed
+    _remember_token(response, request, token, config)
+    return response
 
 
-def _form_principal(request: Request, fields: dict) -> Principal:
+def _form_token(request: Request, fields: dict) -> str:
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else None
-    token = token or request.cookies.get("salvage_token") or _first(fields, "token")
+    token = token or _first(fields, "token") or request.cookies.get(PAGE_COOKIE)
     if not token:
         raise Unauthorized("Sign in to request a pickup.")
+    return token
+
+
+def _form_principal(request: Request, token: str) -> Principal:
     principal = decode_token(request.app.state.auth_public_key, token)
     if principal.role not in (Role.RESIDENT, Role.ADMIN):
         raise Forbidden("Only residents request pickups.")
     return principal
+
+
+def _remember_token(
+    response: HTMLResponse, request: Request, token: str, config: IntakeConfig
+) -> None:
+    """Keeps the resident signed in on this phone for the next QR scan; the
+    cookie goes only to the page, and never with another site's form post."""
+    if request.cookies.get(PAGE_COOKIE) == token:
+        return
+    response.set_cookie(
+        PAGE_COOKIE,
+        token,
+        path="/r/",
+        httponly=True,
+        samesite="lax",
+        secure=config.public_url.startswith("https://"),
+    )
 
 
 def _first(fields: dict, name: str) -> str | None:

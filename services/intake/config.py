@@ -53,7 +53,8 @@ class IntakeConfig(BaseSettings):
     # recorded as a discrepancy and raised as an alert.
     mass_tolerance: Decimal = Field(default=Decimal("0.25"), ge=0)
     # Share of the net input that sorting outputs may fall short of it
-    # (moisture, dust); outputs never exceed the net input.
+    # (moisture, dust); a larger shortfall is recorded as a discrepancy and
+    # raised as an alert. Outputs above the net input are refused.
     processing_tolerance: Decimal = Field(default=Decimal("0.02"), ge=0, le=1)
     # Time zone of the times residents type on the pickup request page.
     local_timezone: str = "Asia/Shanghai"

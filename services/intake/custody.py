@@ -318,10 +318,7 @@ def _delivery_body(
 
 
 def _processing_body(
-    events: list[CustodyEvent],
-    batch: Batch,
-    fields: ProcessingFields,
-    config: IntakeConfig,
+    events: list[CustodyEvent], batch: Batch, fields: ProcessingFields
 ) -> tuple[dict, list[Signer]]:
     delivery = next(event for event in events if event.kind == DELIVERY)
     net = delivery.statement["body"]["net_kg"]
@@ -335,10 +332,9 @@ def _processing_body(
                 slug="ewc-invalid",
             )
     total = sum(output.kg for output in fields.outputs)
-    floor = Decimal(net) * (1 - config.processing_tolerance)
-    if total > net or total < floor:
+    if total > net:
         raise Unprocessable(
-            f"Outputs of {total} kg do not balance the net input of {net} kg.",
+            f"Outputs of {total} kg exceed the net input of {net} kg.",
             slug="outputs-imbalance",
             outputs_kg=total,
             input_net_kg=net,
@@ -371,7 +367,7 @@ def prepare(
     elif kind == DELIVERY:
         body, signers = _delivery_body(session, batch, checked)
     else:
-        body, signers = _processing_body(events, batch, checked, config)
+        body, signers = _processing_body(events, batch, checked)
     statement = {
         "v": 1,
         "kind": kind,
@@ -565,7 +561,7 @@ def _apply(
         for request in batch_requests(session, batch.id):
             if request.status == "collected":
                 pickup_requests.record(session, request, "completed", principal)
-        return None
+        return _output_check(session, batch, event, config)
     batch.status, batch.delivered_at = "delivered", event.at
     for request in batch_requests(session, batch.id):
         if request.status == "dispatched":
@@ -613,12 +609,77 @@ def _mass_check(
         f"Weighed net {net} kg against {estimated} kg estimated at pickup "
         f"(tolerance {config.mass_tolerance})."
     )
-    discrepancy = Discrepancy(
-        id=new_id(),
-        batch_id=batch.id,
+    facts = {
+        "check": "weighbridge",
+        "estimated_kg": estimated,
+        "net_kg": net,
+        "ticket_no": event.ticket_no,
+        "tolerance": str(config.mass_tolerance),
+    }
+    return _discrepancy(
+        session,
+        batch,
+        event,
         kind="mass_discrepancy",
         expected_kg=estimated,
         actual_kg=net,
+        detail=detail,
+        facts=facts,
+    )
+
+
+def _output_check(
+    session: Session, batch: Batch, event: CustodyEvent, config: IntakeConfig
+) -> Discrepancy | None:
+    """Records and raises a discrepancy when sorting outputs fall short of the
+    net input by more than the tolerance (outputs above it are refused)."""
+    body = event.statement["body"]
+    net = body["input_net_kg"]
+    total = sum(output["kg"] for output in body["outputs"])
+    if total >= Decimal(net) * (1 - config.processing_tolerance):
+        return None
+    detail = (
+        f"Sorting outputs of {total} kg fall {net - total} kg short of the "
+        f"{net} kg weighed in (tolerance {config.processing_tolerance})."
+    )
+    facts = {
+        "check": "sorting_outputs",
+        "input_net_kg": net,
+        "outputs_kg": total,
+        "shortfall_kg": net - total,
+        "tolerance": str(config.processing_tolerance),
+    }
+    return _discrepancy(
+        session,
+        batch,
+        event,
+        kind="output_imbalance",
+        expected_kg=net,
+        actual_kg=total,
+        detail=detail,
+        facts=facts,
+    )
+
+
+def _discrepancy(
+    session: Session,
+    batch: Batch,
+    event: CustodyEvent,
+    *,
+    kind: str,
+    expected_kg: int,
+    actual_kg: int,
+    detail: str,
+    facts: dict[str, Any],
+) -> Discrepancy:
+    """Stores a discrepancy and queues its alert to tracking, both in this
+    transaction; tracking files both kinds as a mass discrepancy."""
+    discrepancy = Discrepancy(
+        id=new_id(),
+        batch_id=batch.id,
+        kind=kind,
+        expected_kg=expected_kg,
+        actual_kg=actual_kg,
         detail=detail,
         at=event.at,
     )
@@ -631,19 +692,14 @@ def _mass_check(
         "vehicle_id": batch.vehicle_id,
         "start": iso_utc(event.at),
         "end": iso_utc(event.at),
-        "detail": {
-            "estimated_kg": estimated,
-            "net_kg": net,
-            "ticket_no": event.ticket_no,
-            "tolerance": str(config.mass_tolerance),
-        },
+        "detail": {**facts, "discrepancy_id": discrepancy.id},
     }
     send_to_tracking(
         session,
         method="POST",
         path="/v1/alerts",
         body=alert,
-        key=f"alert:mass:{batch.id}",
+        key=f"alert:{kind}:{batch.id}",
     )
     return discrepancy
 

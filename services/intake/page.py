@@ -22,10 +22,13 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;max-width:32rem;
 margin-inline:auto;line-height:1.4}
 h1{font-size:1.3rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}
-input,select,button{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box}
-fieldset{border:1px solid #ccc;margin:.8rem 0}.check{display:flex;gap:.5rem;
-align-items:center;font-weight:normal}.check input{width:auto}
-button{margin-top:1rem;background:#1b5e20;color:#fff;border:0;border-radius:.3rem}
+input,select,button{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;
+min-height:2.75rem}select{margin-top:.4rem}
+fieldset{border:1px solid #ccc;margin:.8rem 0}.check{display:flex;gap:.6rem;
+align-items:center;font-weight:normal;min-height:2.75rem;margin:0;padding:.15rem 0}
+.check input{width:1.4rem;height:1.4rem;min-height:0;flex:none}
+button{margin-top:1rem;background:#1b5e20;color:#fff;border:0;border-radius:.3rem;
+font-weight:600}code{overflow-wrap:anywhere}
 .error{background:#fdecea;padding:.6rem;border-radius:.3rem}
 """
 
@@ -49,13 +52,16 @@ def _materials() -> str:
     return "".join(boxes)
 
 
-def request_form(community: Community, *, token: str | None, timezone: str) -> str:
+def request_form(
+    community: Community, *, token: str | None, signed_in: bool, timezone: str
+) -> str:
+    """The request form; it asks for a token only when the phone has none."""
     hidden = (
         f'<input type="hidden" name="token" value="{escape(token)}">' if token else ""
     )
     sign_in = (
         ""
-        if token
+        if token or signed_in
         else '<label for="token">Access token</label>'
         '<input id="token" name="token" type="password" required>'
     )

@@ -11,6 +11,7 @@ from services.intake.models import Community, Depot, Hauler, PartyKey, Plant, Ve
 from services.intake.schemas import (
     CommunityIn,
     DepotIn,
+    Geofence,
     HaulerIn,
     HaulerPatch,
     KeyIn,
@@ -282,3 +283,19 @@ def list_keys(session: Session, *, party_id: str | None) -> list[PartyKey]:
     if party_id is not None:
         query = query.where(PartyKey.party_id == party_id)
     return list(session.scalars(query))
+
+
+PLACE_KINDS = {"communities": ("community", Community), "plants": ("plant", Plant)}
+PLACE_KINDS["depots"] = ("depot", Depot)
+
+
+def move_geofence(
+    session: Session, *, collection: str, place_id: str, data: Geofence
+) -> tuple[str, Community | Plant | Depot]:
+    """Replaces a place's location and bounds; tracking gets the new geofence."""
+    kind, model = PLACE_KINDS[collection]
+    place = get_or_404(session, model, place_id, kind)
+    place.lat, place.lon = data.lat, data.lon
+    place.radius_m, place.polygon = data.radius_m, data.polygon
+    sync.place_changed(session, place, kind=kind)
+    return kind, place

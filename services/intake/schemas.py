@@ -111,6 +111,19 @@ class Place(Input):
         return self
 
 
+class Geofence(Place):
+    """A place's new location and bounds, replacing the old ones whole."""
+
+
+class GeofenceOut(Output):
+    id: str
+    kind: str
+    lat: float
+    lon: float
+    radius_m: int | None
+    polygon: dict | None
+
+
 class CommunityIn(Place):
     name: Title
     address: Long
@@ -416,6 +429,7 @@ class CustodyIn(Input):
 
 
 class DiscrepancyOut(Output):
+    id: str
     kind: str
     expected_kg: int
     actual_kg: int

@@ -310,29 +310,81 @@ def test_a_tampered_statement_is_refused(world):
     assert response.json()["type"] == "urn:salvage:problem:statement-mismatch"
 
 
-def test_outputs_must_balance_the_net_input(app, world):
+def alerts(app) -> list:
+    return [row for row in outbox_rows(app) if row.path == "/v1/alerts"]
+
+
+def weighed_batch(world, net: int = 300) -> str:
     batch_id, request_id = world.dispatched_batch()
-    world.pickup(batch_id, request_id)
-    world.deliver(batch_id, gross=11_300, tare=11_000)
-    too_much = sorted_outputs(301)
-    too_little = sorted_outputs(290)
+    world.pickup(batch_id, request_id, mass=net)
+    world.deliver(batch_id, gross=11_000 + net, tare=11_000)
+    return batch_id
 
-    over = world.post(
+
+def test_outputs_above_the_net_input_are_refused(app, world):
+    batch_id = weighed_batch(world)
+
+    draft = world.post(
         f"/v1/batches/{batch_id}/statements",
-        {"kind": "custody.processing", "at": at(90), "body": {"outputs": too_much}},
+        {
+            "kind": "custody.processing",
+            "at": at(90),
+            "body": {"outputs": sorted_outputs(301)},
+        },
         "plant",
     )
-    under = world.post(
-        f"/v1/batches/{batch_id}/statements",
-        {"kind": "custody.processing", "at": at(90), "body": {"outputs": too_little}},
-        "plant",
-    )
-    within = world.process(batch_id, sorted_outputs(295))
 
-    assert over.status_code == 422
-    assert over.json()["type"] == "urn:salvage:problem:outputs-imbalance"
-    assert under.status_code == 422
-    assert within.status_code == 201
+    assert draft.status_code == 422
+    assert draft.json()["type"] == "urn:salvage:problem:outputs-imbalance"
+    assert draft.json()["outputs_kg"] == 301
+    assert [event.kind for event in stored_chain(app, batch_id)] == [
+        "custody.pickup",
+        "custody.delivery",
+    ]
+
+
+def test_a_shortfall_within_tolerance_raises_nothing(app, world):
+    batch_id = weighed_batch(world)
+
+    response = world.process(batch_id, sorted_outputs(295))
+
+    assert response.status_code == 201
+    assert response.json()["discrepancy"] is None
+    assert not alerts(app)
+
+
+def test_a_shortfall_beyond_tolerance_is_a_discrepancy_and_an_alert(app, world):
+    batch_id = weighed_batch(world)
+
+    response = world.process(batch_id, sorted_outputs(290))
+
+    assert response.status_code == 201, response.text
+    found = response.json()["discrepancy"]
+    assert (found["kind"], found["expected_kg"], found["actual_kg"]) == (
+        "output_imbalance",
+        300,
+        290,
+    )
+    [alert] = alerts(app)
+    assert alert.key == f"alert:output_imbalance:{batch_id}"
+    assert (alert.body["kind"], alert.body["batch_id"], alert.body["start"]) == (
+        "mass_discrepancy",
+        batch_id,
+        at(90),
+    )
+    assert alert.body["detail"]["check"] == "sorting_outputs"
+    assert alert.body["detail"]["shortfall_kg"] == 10
+    assert alert.body["detail"]["discrepancy_id"] == found["id"]
+    batch = world.get(f"/v1/batches/{batch_id}").json()
+    assert batch["status"] == "processed"
+    assert [d["kind"] for d in batch["discrepancies"]] == ["output_imbalance"]
+    assert len(entries(app)) == 3
+
+
+def stored_chain(app, batch_id: str) -> list:
+    with app.state.sessions() as session:
+        query = select(CustodyEvent).where(CustodyEvent.batch_id == batch_id)
+        return list(session.scalars(query.order_by(CustodyEvent.seq)))
 
 
 def test_an_output_code_must_fit_its_material(world):

@@ -1,6 +1,6 @@
 """Dispatch: licences, vehicles, batches and the request's history."""
 
-from .conftest import at, licence
+from .conftest import at, licence, sorted_outputs
 
 
 def test_dispatch_puts_paid_requests_in_the_vehicles_open_batch(world):
@@ -126,3 +126,43 @@ def test_a_cancelled_request_cannot_be_dispatched(world):
     assert cancel.status_code == 200
     assert cancel.json()["status"] == "cancelled"
     assert world.dispatch(request["id"]).status_code == 409
+
+
+def test_a_request_runs_to_completed_naming_each_actor(world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300)
+    world.deliver(batch_id, gross=11_300, tare=11_000)
+    world.process(batch_id, sorted_outputs(300))
+
+    history = world.get(f"/v1/pickup-requests/{request_id}", "resident").json()
+
+    assert history["status"] == "completed"
+    steps = [(e["status"], e["actor_role"], e["actor_sub"]) for e in history["events"]]
+    assert steps[-3:] == [
+        ("dispatched", "hauler", "dispatcher-1"),
+        ("collected", "device", "truck-304"),
+        ("completed", "plant", "weighbridge-1"),
+    ]
+    times = [e["at"] for e in history["events"]]
+    assert times == sorted(times)
+
+
+def test_a_cancellation_keeps_who_cancelled_and_why(world):
+    request = world.paid_request()
+
+    world.post(
+        f"/v1/pickup-requests/{request['id']}/cancel", {"reason": "moved"}, "resident"
+    )
+    again = world.post(
+        f"/v1/pickup-requests/{request['id']}/cancel", {"reason": "twice"}, "resident"
+    )
+    history = world.get(f"/v1/pickup-requests/{request['id']}", "resident").json()
+
+    assert again.status_code == 409
+    last = history["events"][-1]
+    assert (last["status"], last["actor_sub"], last["note"]) == (
+        "cancelled",
+        "resident-1",
+        "moved",
+    )
+    assert [e["status"] for e in history["events"]].count("cancelled") == 1

@@ -1,12 +1,16 @@
 """Quotes from the tariff, payments, their split to the cent, statements."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from services.intake.config import IntakeConfig
 from services.intake.fees import haversine_m, split
+from services.intake.models import Payment
+from shared.timeutil import iso_utc, utcnow
 
 from .conftest import moments
 
@@ -189,3 +193,64 @@ def test_fee_shares_must_sum_to_one():
         assert "sum to 1" in str(exc)
     else:
         raise AssertionError("shares summing to 1.1 were accepted")
+
+
+def statement(world, who: str, party_id: str, start, end) -> dict:
+    params = {"party_id": party_id, "start": iso_utc(start), "end": iso_utc(end)}
+    response = world.get("/v1/statements", who, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_statements_cover_one_party_and_one_period(app, world):
+    requests = [world.paid_request()["id"] for _ in range(3)]
+    for request_id in requests:
+        assert world.dispatch(request_id).status_code == 200
+    now = utcnow()
+    with app.state.sessions() as session:
+        old = session.scalars(
+            select(Payment).where(Payment.request_id == requests[0])
+        ).one()
+        old.paid_at = now - timedelta(days=40)
+        session.commit()
+    last_month = (now - timedelta(days=60), now - timedelta(days=20))
+    this_month = (now - timedelta(days=1), now + timedelta(days=1))
+
+    earlier = statement(world, "hauler", world.hauler_id, *last_month)
+    current = {
+        party: statement(world, "admin", party, *this_month)
+        for party in (world.pm_id, world.hauler_id, world.plant_id)
+    }
+
+    assert [line["request_id"] for line in earlier["lines"]] == [requests[0]]
+    assert earlier["total"] == "18.00"
+    hauler = current[world.hauler_id]
+    assert sorted(line["request_id"] for line in hauler["lines"]) == sorted(
+        requests[1:]
+    )
+    assert {line["party_kind"] for line in hauler["lines"]} == {"hauler"}
+    assert hauler["currency"] == "CNY"
+    totals = [Decimal(view["total"]) for view in current.values()]
+    assert totals == [Decimal("6.00"), Decimal("36.00"), Decimal("18.00")]
+    assert sum(totals) == 2 * Decimal("30.00")
+
+
+def test_a_statement_period_must_be_a_real_interval(world):
+    now = utcnow()
+    params = {
+        "party_id": world.hauler_id,
+        "start": iso_utc(now),
+        "end": iso_utc(now - timedelta(days=1)),
+    }
+
+    backwards = world.get("/v1/statements", "hauler", params=params)
+    naive = world.get(
+        "/v1/statements",
+        "hauler",
+        params={**params, "start": "2026-12-01T00:00:00", "end": iso_utc(now)},
+    )
+
+    assert backwards.status_code == 422
+    assert backwards.json()["type"] == "urn:salvage:problem:period-invalid"
+    assert naive.status_code in (400, 422)
+    assert naive.headers["content-type"].startswith("application/problem+json")

@@ -110,3 +110,47 @@ def test_requests_can_name_the_community_by_its_code(world):
         community_id=None, community_code=world.community_code
     )
     assert request["community_id"] == world.community_id
+
+
+def page_form(token: str | None = None) -> dict:
+    form = {
+        "unit": "2-301",
+        "materials": ["17 01 07"],
+        "quantity": "3",
+        "preferred_start": "2026-12-05T09:00",
+        "preferred_end": "2026-12-05T12:00",
+    }
+    return form if token is None else {**form, "token": token}
+
+
+def test_the_phone_stays_signed_in_for_the_next_scan(app, world, token_for):
+    path = f"/r/{world.community_code}"
+    first = world.client.post(path, data=page_form(token_for("resident", "r-7")))
+
+    cookie = first.cookies.get("salvage_token")
+    header = first.headers["set-cookie"].lower()
+    page = world.client.get(path)
+    second = world.client.post(path, data=page_form())
+
+    assert first.status_code == 201
+    assert cookie is not None
+    assert "httponly" in header
+    assert "samesite=lax" in header
+    assert "path=/r/" in header
+    assert 'name="token"' not in page.text
+    assert second.status_code == 201, second.text
+    with app.state.sessions() as session:
+        owners = session.scalars(select(PickupRequest.resident_sub)).all()
+    assert owners == ["r-7", "r-7"]
+
+
+def test_a_stale_cookie_is_dropped_so_the_page_asks_again(world):
+    path = f"/r/{world.community_code}"
+    world.client.cookies.set("salvage_token", "not-a-token", path="/r/")
+
+    response = world.client.post(path, data=page_form())
+
+    assert response.status_code == 401
+    assert 'salvage_token=""' in response.headers["set-cookie"]
+    world.client.cookies.clear()
+    assert 'name="token"' in world.client.get(path).text

@@ -197,3 +197,37 @@ def test_hauler_sees_only_its_vehicles(world):
     assert len(everyone) == 2
     rival = next(v for v in everyone if v["plate"] == "R-1")
     assert world.get(f"/v1/vehicles/{rival['id']}", "hauler").status_code == 403
+
+
+def test_bad_geofence_moves_change_nothing(app, world):
+    before = len(outbox_rows(app))
+    path = f"/v1/communities/{world.community_id}/geofence"
+
+    unknown_kind = world.client.put(
+        f"/v1/haulers/{world.hauler_id}/geofence",
+        json={"lat": 1, "lon": 1, "radius_m": 10},
+        headers=world.headers["admin"],
+    )
+    unknown_id = world.client.put(
+        "/v1/depots/nope/geofence",
+        json={"lat": 1, "lon": 1, "radius_m": 10},
+        headers=world.headers["admin"],
+    )
+    no_fence = world.client.put(
+        path, json={"lat": 1, "lon": 1}, headers=world.headers["admin"]
+    )
+    not_admin = world.client.put(
+        path,
+        json={"lat": 1, "lon": 1, "radius_m": 10},
+        headers=world.headers["pm"],
+    )
+
+    assert unknown_kind.status_code == 422
+    assert unknown_id.status_code == 404
+    assert no_fence.status_code == 422
+    assert not_admin.status_code == 403
+    for response in (unknown_kind, unknown_id, no_fence, not_admin):
+        assert response.headers["content-type"] == "application/problem+json"
+    assert len(outbox_rows(app)) == before
+    community = world.get(f"/v1/communities/{world.community_id}").json()
+    assert (community["lat"], community["radius_m"]) == (29.87, 120)
