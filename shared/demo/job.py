@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import httpx
 from rich.console import Console
 
 from shared.auth import Role, issue_token
@@ -205,9 +206,9 @@ def book_pickups(
     for pickup in scenario.PICKUPS:
         community = parties.communities[pickup.stop_no]
         token = mint(services, parties, "resident", f"resident-{pickup.stop_no}")
-        intake.call("GET", f"/r/{community['code']}")
+        code = scan_qr_code(services, community)
         request = intake.call("POST", "/v1/pickup-requests", token=token, json={
-            "community_code": community["code"],
+            "community_code": code,
             "unit": f"Block {pickup.stop_no[-2:]}, flat 3",
             "materials": list(pickup.materials),
             "bags": pickup.bags,
@@ -236,6 +237,22 @@ def book_pickups(
         requests[pickup.stop_no] = request["id"]
         batch = dispatched["batch_id"]
     return requests, batch
+
+
+def scan_qr_code(services: Services, community: dict) -> str:
+    """Does what the resident's phone does: decode the poster, open its link."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    png = services.intake.client.get(f"/v1/communities/{community['id']}/qr.png")
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
+    if not decoded:
+        raise StepFailed(f"the QR code of community {community['id']} does not decode")
+    link = httpx.URL(decoded[0].text)
+    services.intake.call("GET", link.path)
+    return link.path.rsplit("/", 1)[-1]
 
 
 def send_telemetry(
