@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 LINTED := shared services tests $(wildcard bench)
 
-.PHONY: run test test-sqlite test-postgres browser up lint format bench clean install
+.PHONY: run test test-sqlite test-postgres browser up lint format clean install \
+	bench-trading
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix $(LINTED)
+
+bench-trading: $(STAMP)
+	$(BIN)/python bench/trading.py
 
 clean:
 	rm -rf .salvage .pytest_cache .hypothesis .ruff_cache

@@ -5,16 +5,19 @@ from typing import Annotated, Any
 import httpx
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from services.trading import market, methodology, registry, service
+from services.trading import bundle, market, methodology, registry, service
+from services.trading.certificate import render_pdf
 from services.trading.config import TradingConfig
 from services.trading.models import outbox
 from services.trading.schemas import (
     AccountRequest,
+    CancellationRequest,
     DecisionRequest,
     ListingRequest,
+    OrderRequest,
     PurchaseRequest,
     QuantificationRequest,
     QuoteRequest,
@@ -29,6 +32,7 @@ from shared.crypto import key_id, public_key_b64
 from shared.http import service_client
 from shared.idempotency import check_key
 from shared.outbox import OutboxRelay
+from shared.provenance import seals_root
 from shared.settings import Settings, get_settings
 from shared.timeutil import iso_utc
 
@@ -111,15 +115,22 @@ def read_quantification(batch_id: str, session: SessionDep) -> dict[str, Any]:
 def create_report(
     body: ReportRequest, session: SessionDep, ctx: Context, principal: Operator
 ) -> dict[str, Any]:
-    """Quantifies the period's sealed batches and submits them for verification."""
-    report, refused = registry.create_report(
-        session,
-        ctx=ctx,
-        principal=principal,
-        period_start=body.period_start,
-        period_end=body.period_end,
-        account_id=body.account_id,
-    )
+    """Quantifies the period's sealed batches and submits them for verification.
+
+    Seals read on the way are remembered even when no report results.
+    """
+    try:
+        report, refused = registry.create_report(
+            session,
+            ctx=ctx,
+            principal=principal,
+            period_start=body.period_start,
+            period_end=body.period_end,
+            account_id=body.account_id,
+        )
+    except registry.NoEligibleBatches:
+        session.commit()
+        raise
     session.commit()
     return {**registry.report_view(session, report), "refused": refused}
 
@@ -184,11 +195,12 @@ def read_account(
 
 @router.post("/listings", status_code=201)
 def create_listing(
-    body: ListingRequest, session: SessionDep, principal: Trader
+    body: ListingRequest, session: SessionDep, ctx: Context, principal: Trader
 ) -> dict[str, Any]:
     """Offers held tonnes of an account at a fixed price per tonne in CNY."""
     listing = market.create_listing(
         session,
+        ctx=ctx,
         principal=principal,
         account_id=body.account_id,
         quantity_t=body.quantity_t,
@@ -214,10 +226,12 @@ def read_listing(listing_id: str, session: SessionDep) -> dict[str, Any]:
 
 @router.post("/listings/{listing_id}/close")
 def close_listing(
-    listing_id: str, session: SessionDep, principal: Trader
+    listing_id: str, session: SessionDep, ctx: Context, principal: Trader
 ) -> dict[str, Any]:
     """Withdraws a listing; its unsold tonnes are held again."""
-    listing = market.close_listing(session, principal=principal, listing_id=listing_id)
+    listing = market.close_listing(
+        session, ctx=ctx, principal=principal, listing_id=listing_id
+    )
     session.commit()
     return listing_view(listing)
 
@@ -256,6 +270,28 @@ def purchase(
         ctx=ctx,
         principal=principal,
         key=key,
+        request=body.model_dump(mode="json"),
+    )
+    session.commit()
+    return JSONResponse(payload, status_code=status)
+
+
+@router.post("/orders", status_code=201)
+def place_order(
+    body: OrderRequest,
+    session: SessionDep,
+    ctx: Context,
+    principal: Buyer,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Buys tonnes and retires them for a beneficiary in one step, as Patch and
+    Carbonmark orders do; the answer links the certificate. Idempotency-Key
+    is required."""
+    status, payload = market.order(
+        session,
+        ctx=ctx,
+        principal=principal,
+        key=check_key(idempotency_key),
         request=body.model_dump(mode="json"),
     )
     session.commit()
@@ -344,6 +380,82 @@ def read_certificate(
     return market.certificate(record, ctx)
 
 
+@router.get(
+    "/retirements/{retirement_id}/certificate.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def read_certificate_pdf(
+    retirement_id: str, request: Request, session: SessionDep, ctx: Context
+) -> Response:
+    """The retirement certificate as a PDF that restates the signed JSON."""
+    record = market.get_retirement(session, retirement_id=retirement_id)
+    base = str(request.base_url).rstrip("/")
+    pdf = render_pdf(market.certificate(record, ctx), registry_url=base)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="retirement-{record.id}.pdf"'
+        },
+    )
+
+
+@router.post("/cancellations", status_code=201)
+def cancel_credits(
+    body: CancellationRequest,
+    session: SessionDep,
+    ctx: Context,
+    principal: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Cancels held or buffer tonnes of an account for good (admin only)."""
+    status, payload = market.once(
+        session,
+        principal=principal,
+        key=check_key(idempotency_key, required=False),
+        request=body.model_dump(mode="json"),
+        lock=lambda: market.lock_account(session, body.account_id),
+        action=lambda: market.cancellation_view(
+            market.cancel(
+                session,
+                ctx=ctx,
+                principal=principal,
+                account_id=body.account_id,
+                quantity_t=body.quantity_t,
+                reason=body.reason,
+            )
+        ),
+    )
+    session.commit()
+    return JSONResponse(payload, status_code=status)
+
+
+@router.get("/credits/{serial}/bundle")
+def download_bundle(serial: str, session: SessionDep, ctx: Context) -> JSONResponse:
+    """Every ledger entry behind a serial with inclusion proofs against one
+    checkpoint: `salvage audit credit-bundle FILE` verifies it offline."""
+    payload = bundle.credit_bundle(session, ctx=ctx, serial=serial)
+    session.commit()
+    return JSONResponse(
+        payload,
+        headers={"Content-Disposition": f'attachment; filename="{serial}.bundle.json"'},
+    )
+
+
+@router.get("/issuances/{issuance_id}/seals")
+def read_issuance_seals(issuance_id: str, session: SessionDep) -> dict[str, Any]:
+    """The seals an issuance's seals_root commits to, in log order."""
+    issuance = registry.get_issuance(session, issuance_id=issuance_id)
+    seals = registry.seals_of(session, issuance.report_id)
+    return {
+        "issuance_id": issuance.id,
+        "seals_root": seals_root(seals),
+        "seal_count": len(seals),
+        "seals": seals,
+    }
+
+
 @router.get("/credits/{serial}/provenance")
 def read_provenance(serial: str, session: SessionDep) -> dict[str, Any]:
     """The block, issuance, report, calculations and seals behind a serial."""
@@ -360,6 +472,12 @@ def public_issuances(session: SessionDep) -> dict[str, Any]:
 def public_retirements(session: SessionDep) -> dict[str, Any]:
     """Every retirement with its beneficiary and purpose, public."""
     return {"items": registry.list_public_retirements(session)}
+
+
+@router.get("/registry/cancellations")
+def public_cancellations(session: SessionDep) -> dict[str, Any]:
+    """Every cancellation with its serials and reason, public."""
+    return {"items": registry.list_public_cancellations(session)}
 
 
 def create_app(

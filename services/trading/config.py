@@ -16,8 +16,11 @@ class TradingConfig(BaseSettings):
     project: str = Field(default="NINGBO", pattern=r"^[A-Z0-9]{2,16}$")
     # The factor table version new calculations use (factors/<version>.csv).
     factor_version: str = "v1"
-    # The truck class of Table E.0.1 used for the transport deduction.
+    # The truck class of Table E.0.1 for a vehicle not in vehicle_truck_classes.
     truck_class: str = "diesel_truck_2t"
+    # Truck class per vehicle ID, as JSON: {"truck-7": "diesel_truck_8t"}. The
+    # sealed trip names the vehicle but not its class; this map supplies it.
+    vehicle_truck_classes: dict[str, str] = Field(default_factory=dict)
     # Telemetry coverage (per mille of the trip) below which data is weak.
     coverage_threshold_permille: int = Field(default=900, ge=0, le=1000)
     # Discount (per mille) when telemetry coverage is below the threshold.

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from services.trading.models import (
     Account,
     Block,
+    Cancellation,
     Listing,
     Purchase,
     Retirement,
@@ -104,6 +105,7 @@ def _move(blocks: list[Block], **values: Any) -> list[str]:
 def create_listing(
     session: Session,
     *,
+    ctx: TradingContext,
     principal: Principal,
     account_id: str,
     quantity_t: int,
@@ -122,7 +124,20 @@ def create_listing(
     )
     session.add(listing)
     session.flush()
-    _move(take(session, held, quantity_t), status="listed", listing_id=listing.id)
+    serials = _move(
+        take(session, held, quantity_t), status="listed", listing_id=listing.id
+    )
+    _record_status_change(
+        session,
+        ctx=ctx,
+        subject_id=f"listing-{listing.id}",
+        reason="listing",
+        account_id=account.id,
+        serials=serials,
+        status=("held", "listed"),
+        quantity=quantity_t,
+        extra={"listing_id": listing.id, "price_cny": str(listing.price_cny)},
+    )
     log.info("trading.listing_created", listing_id=listing.id, quantity_t=quantity_t)
     return listing
 
@@ -145,7 +160,7 @@ def list_listings(session: Session, *, status: str | None) -> list[Listing]:
 
 
 def close_listing(
-    session: Session, *, principal: Principal, listing_id: str
+    session: Session, *, ctx: TradingContext, principal: Principal, listing_id: str
 ) -> Listing:
     """Withdraws what is unsold; those tonnes are held again."""
     listing = get_listing(session, listing_id=listing_id, lock=True)
@@ -154,12 +169,25 @@ def close_listing(
         raise Conflict(
             f"Listing {listing_id} is {listing.status}.", slug="listing-closed"
         )
-    _move(
+    withdrawn = listing.available_t
+    serials = _move(
         _blocks(session, listing_id=listing.id, status="listed"),
         status="held",
         listing_id=None,
     )
     listing.status, listing.available_t = "closed", 0
+    if serials:
+        _record_status_change(
+            session,
+            ctx=ctx,
+            subject_id=f"delisting-{listing.id}",
+            reason="delisting",
+            account_id=listing.account_id,
+            serials=serials,
+            status=("listed", "held"),
+            quantity=withdrawn,
+            extra={"listing_id": listing.id},
+        )
     return listing
 
 
@@ -376,6 +404,32 @@ def _record_transfer(
     )
 
 
+def _record_status_change(
+    session: Session,
+    *,
+    ctx: TradingContext,
+    subject_id: str,
+    reason: str,
+    account_id: str,
+    serials: list[str],
+    status: tuple[str, str],
+    quantity: int,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A movement that changes status within one account, for the ledger."""
+    _record_transfer(
+        session,
+        ctx=ctx,
+        subject_id=subject_id,
+        reason=reason,
+        from_account=account_id,
+        to_account=account_id,
+        quantity=quantity,
+        serials=serials,
+        extra={"status_from": status[0], "status_to": status[1], **(extra or {})},
+    )
+
+
 def purchase_view(record: Purchase) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -455,8 +509,31 @@ def retire(
     """Retires held tonnes for a beneficiary; nothing can undo it."""
     account = _owned_account(session, principal, account_id)
     held = _blocks(session, account_id=account.id, status="held")
-    retirement_id = new_id()
     taken = take(session, held, quantity_t)
+    return _retire_blocks(
+        session,
+        ctx=ctx,
+        principal=principal,
+        account=account,
+        taken=taken,
+        beneficiary=beneficiary,
+        purpose=purpose,
+    )
+
+
+def _retire_blocks(
+    session: Session,
+    *,
+    ctx: TradingContext,
+    principal: Principal,
+    account: Account,
+    taken: list[Block],
+    beneficiary: str,
+    purpose: str,
+) -> Retirement:
+    """Retires exactly the blocks taken and signs the statement."""
+    retirement_id = new_id()
+    quantity_t = sum(block.quantity_t for block in taken)
     now = utcnow()
     body = {
         "retirement_id": retirement_id,
@@ -514,6 +591,83 @@ def certificate(record: Retirement, ctx: TradingContext) -> dict[str, Any]:
     }
 
 
+def order(
+    session: Session,
+    *,
+    ctx: TradingContext,
+    principal: Principal,
+    key: str,
+    request: dict[str, Any],
+) -> tuple[int, dict[str, Any]]:
+    """Buys from a listing and retires exactly those tonnes for a beneficiary,
+    in one transaction, once per Idempotency-Key (a Patch or Carbonmark order)."""
+    locked: list[Listing] = []
+
+    def lock() -> None:
+        locked.append(get_listing(session, listing_id=request["listing_id"], lock=True))
+
+    def action() -> dict[str, Any]:
+        buyer = _buyer_account(session, principal, request.get("account_id"))
+        bought = buy(
+            session,
+            ctx=ctx,
+            principal=principal,
+            listing=locked[0],
+            buyer=buyer,
+            quantity=request["quantity_t"],
+        )
+        retirement = _retire_blocks(
+            session,
+            ctx=ctx,
+            principal=principal,
+            account=buyer,
+            taken=_bought_blocks(session, bought),
+            beneficiary=request["beneficiary"],
+            purpose=request["purpose"],
+        )
+        return order_view(bought, retirement, ctx)
+
+    return once(
+        session, principal=principal, key=key, request=request, lock=lock, action=action
+    )
+
+
+def _bought_blocks(session: Session, record: Purchase) -> list[Block]:
+    starts = [int(serial.split("-")[-2]) for serial in record.serials]
+    query = (
+        select(Block)
+        .where(
+            Block.account_id == record.buyer_account_id,
+            Block.status == "held",
+            Block.start.in_(starts),
+            Block.project == record.serials[0].split("-")[1],
+        )
+        .order_by(Block.start)
+    )
+    return list(session.execute(query).scalars())
+
+
+def order_view(
+    bought: Purchase, retirement: Retirement, ctx: TradingContext
+) -> dict[str, Any]:
+    return {
+        "id": bought.id,
+        "state": "retired",
+        "quantity_t": bought.quantity_t,
+        "unit_price_cny": str(bought.unit_price_cny),
+        "total_cny": str(bought.total_cny),
+        "currency": "CNY",
+        "beneficiary": retirement.beneficiary,
+        "purpose": retirement.purpose,
+        "serials": retirement.serials,
+        "purchase": purchase_view(bought),
+        "retirement": retirement_view(retirement, ctx),
+        "certificate_url": f"/v1/retirements/{retirement.id}/certificate",
+        "certificate_pdf_url": f"/v1/retirements/{retirement.id}/certificate.pdf",
+        "created_at": iso_utc(bought.created_at),
+    }
+
+
 def retirement_view(record: Retirement, ctx: TradingContext) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -524,4 +678,62 @@ def retirement_view(record: Retirement, ctx: TradingContext) -> dict[str, Any]:
         "serials": record.serials,
         "created_at": iso_utc(record.created_at),
         "certificate": certificate(record, ctx),
+    }
+
+
+def cancel(
+    session: Session,
+    *,
+    ctx: TradingContext,
+    principal: Principal,
+    account_id: str,
+    quantity_t: int,
+    reason: str,
+) -> Cancellation:
+    """Takes held (or buffer) tonnes out of circulation for good."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"There is no account {account_id}.", slug="no-such-account")
+    status = "buffer" if account.kind == "buffer" else "held"
+    taken = take(
+        session, _blocks(session, account_id=account.id, status=status), quantity_t
+    )
+    record = Cancellation(
+        id=new_id(),
+        account_id=account.id,
+        quantity_t=quantity_t,
+        serials=[block.serial for block in taken],
+        reason=reason,
+        created_by=principal.sub,
+        created_at=utcnow(),
+    )
+    session.add(record)
+    session.flush()
+    _move(taken, status="cancelled", cancellation_id=record.id)
+    _record_status_change(
+        session,
+        ctx=ctx,
+        subject_id=f"cancellation-{record.id}",
+        reason="cancellation",
+        account_id=account.id,
+        serials=record.serials,
+        status=(status, "cancelled"),
+        quantity=quantity_t,
+        extra={"cancellation_id": record.id, "cancellation_reason": reason},
+    )
+    log.info(
+        "trading.credits_cancelled", cancellation_id=record.id, quantity_t=quantity_t
+    )
+    return record
+
+
+def cancellation_view(record: Cancellation) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "account_id": record.account_id,
+        "quantity_t": record.quantity_t,
+        "serials": record.serials,
+        "reason": record.reason,
+        "created_by": record.created_by,
+        "created_at": iso_utc(record.created_at),
     }

@@ -76,10 +76,12 @@ class Policy:
     low_coverage_discount_permille: int
     estimated_mass_discount_permille: int
     buffer_permille: int
+    truck_class_basis: str = "default"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "truck_class": self.truck_class,
+            "truck_class_basis": self.truck_class_basis,
             "coverage_threshold_permille": self.coverage_threshold_permille,
             "low_coverage_discount_permille": self.low_coverage_discount_permille,
             "estimated_mass_discount_permille": self.estimated_mass_discount_permille,
@@ -97,10 +99,12 @@ class BatchInputs:
     distance_m: int
     coverage_permille: int
     mass_measured: bool
+    vehicle_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
+            "vehicle_id": self.vehicle_id,
             "net_kg": self.net_kg,
             "outputs": dict(sorted(self.outputs.items())),
             "distance_m": self.distance_m,
@@ -139,6 +143,19 @@ def floor_grams(value: Decimal) -> int:
 
 def ceil_grams(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+def inputs_from_dict(data: dict[str, Any]) -> BatchInputs:
+    """BatchInputs back from the form a calculation or seal read stores."""
+    return BatchInputs(
+        batch_id=data["batch_id"],
+        net_kg=data["net_kg"],
+        outputs=dict(data["outputs"]),
+        distance_m=data["distance_m"],
+        coverage_permille=data["coverage_permille"],
+        mass_measured=data["mass_basis"] == "measured",
+        vehicle_id=data.get("vehicle_id"),
+    )
 
 
 def discount_for(inputs: BatchInputs, policy: Policy) -> tuple[int, list[str]]:

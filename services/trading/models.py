@@ -148,6 +148,7 @@ class Block(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     listing_id: Mapped[str | None] = mapped_column(ForeignKey("listings.id"))
     retirement_id: Mapped[str | None] = mapped_column(ForeignKey("retirements.id"))
+    cancellation_id: Mapped[str | None] = mapped_column(ForeignKey("cancellations.id"))
     updated_at: Mapped[datetime] = mapped_column(Stamp)
 
     @property
@@ -215,5 +216,58 @@ class Retirement(Base):
     serials: Mapped[list[str]] = mapped_column(JSON)
     statement: Mapped[dict[str, Any]] = mapped_column(JSON)
     signature: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(Stamp)
+
+
+class SealRead(Base):
+    """A seal read from the ledger once: verified with its inputs, or refused."""
+
+    __tablename__ = "seal_reads"
+
+    batch_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seal_index: Mapped[int] = mapped_column(BigInteger, unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    seal_leaf_hash: Mapped[str | None] = mapped_column(String(64))
+    sealed_at: Mapped[datetime | None] = mapped_column(Stamp)
+    processed_at: Mapped[datetime | None] = mapped_column(Stamp, index=True)
+    checkpoint_size: Mapped[int | None] = mapped_column(BigInteger)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    alert_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    read_at: Mapped[datetime] = mapped_column(Stamp)
+
+
+class SealCursor(Base):
+    """The highest seal index trading has read from the ledger's seal list."""
+
+    __tablename__ = "seal_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_index: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerReceipt(Base):
+    """Where one of trading's own statements landed in the ledger."""
+
+    __tablename__ = "ledger_receipts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    index: Mapped[int] = mapped_column(BigInteger)
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(Stamp)
+
+
+class Cancellation(Base):
+    """Tonnes an admin took out of circulation for good, with the reason."""
+
+    __tablename__ = "cancellations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    quantity_t: Mapped[int] = mapped_column(Integer)
+    serials: Mapped[list[str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(500))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(Stamp)

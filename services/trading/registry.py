@@ -19,6 +19,7 @@ from services.trading.models import (
     Account,
     Block,
     Calculation,
+    Cancellation,
     Issuance,
     Project,
     Report,
@@ -33,6 +34,7 @@ from services.trading.service import (
 )
 from shared.auth import Principal
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
+from shared.provenance import seal_ref, seals_root
 from shared.timeutil import as_utc, iso_utc, utcnow
 
 log = structlog.get_logger()
@@ -42,6 +44,10 @@ SERIAL_PATTERN = re.compile(
     r"(?:-(?P<end>[0-9]{1,15}))?$"
 )
 STATUSES = ("held", "listed", "retired", "cancelled", "buffer")
+
+
+class NoEligibleBatches(Unprocessable):
+    slug, title = "no-eligible-batches", "No eligible batches"
 
 
 def create_account(
@@ -147,9 +153,8 @@ def create_report(
     refused = discover_and_quantify(session, ctx=ctx, period=period)
     calculations = _unreported(session, period)
     if not calculations:
-        raise Unprocessable(
+        raise NoEligibleBatches(
             "No sealed batch of this period is eligible and not yet reported.",
-            slug="no-eligible-batches",
             refused=refused,
         )
     report = Report(
@@ -333,13 +338,18 @@ def seals_of(session: Session, report_id: str) -> list[dict[str, Any]]:
         .order_by(Calculation.seal_index)
     )
     return [
-        {"batch_id": c.batch_id, "index": c.seal_index, "leaf_hash": c.seal_leaf_hash}
+        seal_ref(c.batch_id, c.seal_index, c.seal_leaf_hash)
         for c in session.execute(query).scalars()
     ]
 
 
 def issuance_body(session: Session, issuance: Issuance) -> dict[str, Any]:
-    """The issuance as the ledger and the public registry show it."""
+    """The issuance as the ledger keeps it: a root over its seals, not the list.
+
+    A list of every seal would outgrow the ledger's entry limit at a few
+    hundred batches; the root (shared.provenance.seals_root) stays 44 bytes.
+    """
+    seals = seals_of(session, issuance.report_id)
     serials = []
     for block in session.execute(
         select(Block).where(Block.issuance_id == issuance.id).order_by(Block.start)
@@ -354,6 +364,7 @@ def issuance_body(session: Session, issuance: Issuance) -> dict[str, Any]:
     return {
         "issuance_id": issuance.id,
         "report_id": issuance.report_id,
+        "report": _report_summary(session.get(Report, issuance.report_id)),
         "project": issuance.project,
         "vintage": issuance.vintage,
         "carried_in_g": issuance.carried_in_g,
@@ -365,9 +376,37 @@ def issuance_body(session: Session, issuance: Issuance) -> dict[str, Any]:
         "serial_end": issuance.serial_end,
         "blocks": serials,
         "account_id": issuance.account_id,
-        "seals": seals_of(session, issuance.report_id),
+        "seals_root": seals_root(seals),
+        "seal_count": len(seals),
         "issued_at": iso_utc(issuance.issued_at),
     }
+
+
+def _report_summary(report: Report) -> dict[str, Any]:
+    """The monitoring report and its verification, as the issuance records them."""
+    return {
+        "period_start": iso_utc(report.period_start),
+        "period_end": iso_utc(report.period_end),
+        "created_by": report.created_by,
+        "verified_by": report.decided_by,
+        "verified_at": iso_utc(report.decided_at) if report.decided_at else None,
+        "comments": report.comments,
+    }
+
+
+def issuance_view(session: Session, issuance: Issuance) -> dict[str, Any]:
+    """The issuance statement with the seal list its seals_root commits to."""
+    return {
+        **issuance_body(session, issuance),
+        "seals": seals_of(session, issuance.report_id),
+    }
+
+
+def get_issuance(session: Session, *, issuance_id: str) -> Issuance:
+    issuance = session.get(Issuance, issuance_id)
+    if issuance is None:
+        raise NotFound(f"There is no issuance {issuance_id}.")
+    return issuance
 
 
 def issuance_of(session: Session, report_id: str) -> Issuance | None:
@@ -393,27 +432,72 @@ def report_view(session: Session, report: Report) -> dict[str, Any]:
         "decided_by": report.decided_by,
         "decided_at": iso_utc(report.decided_at) if report.decided_at else None,
         "comments": report.comments,
-        "issuance": issuance_body(session, issuance) if issuance else None,
+        "issuance": issuance_view(session, issuance) if issuance else None,
     }
 
 
 def list_issuances(session: Session) -> list[dict[str, Any]]:
+    """Issuances as a public registry lists them, with their monitoring period."""
     query = select(Issuance).order_by(Issuance.issued_at, Issuance.id)
-    return [issuance_body(session, i) for i in session.execute(query).scalars()]
+    return [_public_issuance(session, i) for i in session.execute(query).scalars()]
+
+
+def _public_issuance(session: Session, issuance: Issuance) -> dict[str, Any]:
+    report = get_report(session, report_id=issuance.report_id)
+    versions = session.execute(
+        select(Calculation.factor_version)
+        .where(Calculation.report_id == report.id)
+        .distinct()
+    ).scalars()
+    return {
+        **issuance_view(session, issuance),
+        "monitoring_period": {
+            "start": iso_utc(report.period_start),
+            "end": iso_utc(report.period_end),
+        },
+        "methodology": sorted(f"salvage-{version}" for version in versions),
+        "verified_by": report.decided_by,
+        "verified_at": iso_utc(report.decided_at) if report.decided_at else None,
+    }
 
 
 def list_public_retirements(session: Session) -> list[dict[str, Any]]:
+    """Retirements as a public registry lists them: who, for whom, what and when."""
     query = select(Retirement).order_by(Retirement.created_at, Retirement.id)
+    return [_public_retirement(session, r) for r in session.execute(query).scalars()]
+
+
+def _public_retirement(session: Session, record: Retirement) -> dict[str, Any]:
+    account = session.get(Account, record.account_id)
+    parsed = [parse_serial(serial) for serial in record.serials]
+    return {
+        "id": record.id,
+        "quantity_t": record.quantity_t,
+        "project": sorted({p[0] for p in parsed}),
+        "vintage": sorted({p[1] for p in parsed}),
+        "serials": record.serials,
+        "retired_by": account.org_id if account else None,
+        "beneficiary": record.beneficiary,
+        "purpose": record.purpose,
+        "retired_at": iso_utc(record.created_at),
+        "created_at": iso_utc(record.created_at),
+        "certificate": f"/v1/retirements/{record.id}/certificate",
+        "certificate_pdf": f"/v1/retirements/{record.id}/certificate.pdf",
+    }
+
+
+def list_public_cancellations(session: Session) -> list[dict[str, Any]]:
+    """Cancelled tonnes with the reason, as a public registry lists them."""
+    query = select(Cancellation).order_by(Cancellation.created_at, Cancellation.id)
     return [
         {
-            "id": r.id,
-            "quantity_t": r.quantity_t,
-            "beneficiary": r.beneficiary,
-            "purpose": r.purpose,
-            "serials": r.serials,
-            "created_at": iso_utc(r.created_at),
+            "id": c.id,
+            "quantity_t": c.quantity_t,
+            "serials": c.serials,
+            "reason": c.reason,
+            "cancelled_at": iso_utc(c.created_at),
         }
-        for r in session.execute(query).scalars()
+        for c in session.execute(query).scalars()
     ]
 
 
@@ -431,9 +515,10 @@ def parse_serial(serial: str) -> tuple[str, int, int, int]:
     return match["project"], int(match["vintage"]), start, end
 
 
-def provenance(session: Session, *, serial: str) -> dict[str, Any]:
-    """The chain behind a serial: block, issuance, report, calculations, seals."""
-    project, vintage, start, end = parse_serial(serial)
+def issuance_holding(
+    session: Session, project: str, vintage: int, start: int, end: int
+) -> Issuance:
+    """The one issuance whose serials include start..end."""
     query = select(Issuance).where(
         Issuance.project == project,
         Issuance.vintage == vintage,
@@ -442,7 +527,17 @@ def provenance(session: Session, *, serial: str) -> dict[str, Any]:
     )
     issuance = session.execute(query).scalar_one_or_none()
     if issuance is None:
-        raise NotFound(f"No issuance holds {serial}.", slug="no-such-serial")
+        raise NotFound(
+            f"No issuance holds SALV-{project}-{vintage}-{start}-{end}.",
+            slug="no-such-serial",
+        )
+    return issuance
+
+
+def provenance(session: Session, *, serial: str) -> dict[str, Any]:
+    """The chain behind a serial: block, issuance, report, calculations, seals."""
+    project, vintage, start, end = parse_serial(serial)
+    issuance = issuance_holding(session, project, vintage, start, end)
     blocks = session.execute(
         select(Block)
         .where(Block.project == project, Block.start <= end, Block.end >= start)
@@ -457,7 +552,7 @@ def provenance(session: Session, *, serial: str) -> dict[str, Any]:
     return {
         "serial": serial,
         "blocks": [block_view(block) for block in blocks],
-        "issuance": issuance_body(session, issuance),
+        "issuance": issuance_view(session, issuance),
         "report": {
             key: value
             for key, value in report_view(session, report).items()

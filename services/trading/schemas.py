@@ -11,7 +11,9 @@ from shared.timeutil import as_utc
 MAX_TONNES = 1_000_000_000
 
 Tonnes = Annotated[int, Field(strict=True, ge=1, le=MAX_TONNES)]
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -78,3 +80,19 @@ class RetirementRequest(Strict):
     quantity_t: Tonnes
     beneficiary: Annotated[str, Field(min_length=1, max_length=200)]
     purpose: Text
+
+
+class CancellationRequest(Strict):
+    account_id: Identifier
+    quantity_t: Tonnes
+    reason: Text
+
+
+class OrderRequest(Strict):
+    """Buy from a listing and retire for a beneficiary at once."""
+
+    listing_id: Identifier
+    quantity_t: Tonnes
+    beneficiary: Annotated[str, Field(min_length=1, max_length=200)]
+    purpose: Text
+    account_id: Identifier | None = None

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -91,6 +92,16 @@ def _json(response: httpx.Response, what: str) -> Any:
         raise SealUnverified(f"The ledger served {what} that is not JSON.") from exc
 
 
+def fetch(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
+    """A GET to another service; unreachable is a 503 problem."""
+    return _get(client, path, **params)
+
+
+def fetch_json(client: httpx.Client, path: str, **params: Any) -> Any:
+    """A GET whose JSON answer must be a success."""
+    return _json(_get(client, path, **params), path)
+
+
 def fetch_verifier_key(ledger: httpx.Client) -> str:
     """The ledger's verifier key as it serves it (GET /v1/key)."""
     response = _get(ledger, "/v1/key")
@@ -124,7 +135,7 @@ def read_sealed_batch(
     ledger: httpx.Client, verifier: Verifier, batch_id: str
 ) -> SealedBatch:
     """Fetches a batch's seal and chain and verifies all of it."""
-    response = _get(ledger, f"/v1/batches/{batch_id}/seal")
+    response = _get(ledger, f"/v1/batches/{quote(batch_id, safe='')}/seal")
     if response.status_code == 404:
         raise NotSealed(
             f"Batch {batch_id} has no seal in the ledger.",
@@ -303,9 +314,16 @@ def _inputs(
         distance_m=_count(trip.get("distance_m"), "trip distance_m"),
         coverage_permille=_count(trip.get("coverage_permille"), "coverage_permille"),
         mass_measured=delivery.get("mass_basis") == "measured",
+        vehicle_id=_vehicle_of(trip, delivery),
     )
     _match_seal(inputs, seal_body, index)
     return inputs, [str(value) for value in trip.get("alert_ids") or []]
+
+
+def _vehicle_of(trip: dict, delivery: dict) -> str | None:
+    """The vehicle that drove the sealed trip (the weighbridge's if unnamed)."""
+    vehicle = trip.get("vehicle_id") or delivery.get("vehicle_id")
+    return str(vehicle) if vehicle is not None else None
 
 
 def _match_seal(inputs: BatchInputs, seal_body: dict, index: int) -> None:

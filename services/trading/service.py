@@ -18,12 +18,29 @@ from sqlalchemy.orm import Session
 
 from services.trading import sealed
 from services.trading.config import TradingConfig
-from services.trading.methodology import Policy, load_factor_table, quantify
-from services.trading.models import Calculation, LedgerPin, outbox
+from services.trading.methodology import (
+    Policy,
+    inputs_from_dict,
+    load_factor_table,
+    quantify,
+)
+from services.trading.models import (
+    Calculation,
+    LedgerPin,
+    SealCursor,
+    SealRead,
+    outbox,
+)
 from shared.crypto import key_id, public_key_b64, sign_statement
 from shared.note import NoteError, Verifier, parse_verifier_key
 from shared.outbox import enqueue
-from shared.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from shared.problems import (
+    Conflict,
+    NotFound,
+    Problem,
+    ServiceUnavailable,
+    Unprocessable,
+)
 from shared.timeutil import iso_utc, utcnow
 
 log = structlog.get_logger()
@@ -46,9 +63,12 @@ class TradingContext:
     ledger: httpx.Client
     tracking: httpx.Client
 
-    def policy(self) -> Policy:
+    def policy(self, vehicle_id: str | None = None) -> Policy:
+        """The policy in force; the truck class is the vehicle's when mapped."""
+        mapped = self.config.vehicle_truck_classes.get(vehicle_id or "")
         return Policy(
-            truck_class=self.config.truck_class,
+            truck_class=mapped or self.config.truck_class,
+            truck_class_basis=f"vehicle:{vehicle_id}" if mapped else "default",
             coverage_threshold_permille=self.config.coverage_threshold_permille,
             low_coverage_discount_permille=self.config.low_coverage_discount_permille,
             estimated_mass_discount_permille=(
@@ -146,37 +166,66 @@ def _parse_key(text: str) -> Verifier:
 
 
 def quantify_batch(
-    session: Session,
-    *,
-    ctx: TradingContext,
-    verifier: Verifier,
-    batch_id: str,
-    period: tuple[datetime, datetime] | None = None,
-) -> Calculation | None:
-    """Verifies a sealed batch and stores its calculation.
-
-    With a period, a batch processed outside it is verified but not stored
-    (None): the period is when the plant processed the batch.
-    """
+    session: Session, *, ctx: TradingContext, verifier: Verifier, batch_id: str
+) -> Calculation:
+    """Reads and verifies a sealed batch from the ledger and stores its calculation."""
     if _calculation_of(session, batch_id) is not None:
         raise Conflict(f"Batch {batch_id} is already counted.", slug="already-counted")
-    batch = sealed.read_sealed_batch(ctx.ledger, verifier, batch_id)
-    if period is not None and not period[0] <= batch.processed_at < period[1]:
-        return None
-    open_ids = sealed.unresolved_alerts(ctx.tracking, batch_id, batch.alert_ids)
+    read = record_read(
+        session, batch=sealed.read_sealed_batch(ctx.ledger, verifier, batch_id)
+    )
+    return _count_read(session, ctx=ctx, read=read)
+
+
+def _count_read(
+    session: Session, *, ctx: TradingContext, read: SealRead
+) -> Calculation:
+    """Stores the calculation of a verified seal whose alerts are all resolved."""
+    open_ids = sealed.unresolved_alerts(
+        ctx.tracking, read.batch_id, list(read.alert_ids or [])
+    )
     if open_ids:
         raise sealed.OpenAlerts(
-            f"Batch {batch_id} has {len(open_ids)} alert(s) not resolved.",
+            f"Batch {read.batch_id} has {len(open_ids)} alert(s) not resolved.",
             alert_ids=open_ids,
         )
-    calculation = _store_calculation(session, ctx=ctx, batch=batch)
+    calculation = _store_calculation(session, ctx=ctx, read=read)
     log.info(
         "trading.batch_quantified",
-        batch_id=batch_id,
-        seal_index=batch.seal_index,
+        batch_id=read.batch_id,
+        seal_index=read.seal_index,
         creditable_g=calculation.creditable_g,
     )
     return calculation
+
+
+def record_read(session: Session, *, batch: sealed.SealedBatch) -> SealRead:
+    """Remembers a verified seal with the inputs read from its entries."""
+    read = session.get(SealRead, batch.inputs.batch_id)
+    if read is None:
+        read = _new_read(session, batch.inputs.batch_id, batch.seal_index)
+    read.seal_index, read.status = batch.seal_index, "verified"
+    read.seal_leaf_hash, read.sealed_at = batch.seal_leaf_hash, batch.sealed_at
+    read.processed_at, read.checkpoint_size = batch.processed_at, batch.checkpoint_size
+    read.inputs, read.alert_ids = batch.inputs.as_dict(), batch.alert_ids
+    read.reason = read.detail = None
+    read.read_at = utcnow()
+    session.add(read)
+    session.flush()
+    return read
+
+
+def _new_read(session: Session, batch_id: str, seal_index: int) -> SealRead:
+    """An empty seal read, or the one a concurrent request just stored."""
+    read = SealRead(
+        batch_id=batch_id, seal_index=seal_index, status="verified", read_at=utcnow()
+    )
+    try:
+        with session.begin_nested():
+            session.add(read)
+    except IntegrityError:
+        return session.get(SealRead, batch_id, populate_existing=True)
+    return read
 
 
 def _calculation_of(session: Session, batch_id: str) -> Calculation | None:
@@ -185,24 +234,22 @@ def _calculation_of(session: Session, batch_id: str) -> Calculation | None:
 
 
 def _store_calculation(
-    session: Session,
-    *,
-    ctx: TradingContext,
-    batch: sealed.SealedBatch,
+    session: Session, *, ctx: TradingContext, read: SealRead
 ) -> Calculation:
+    inputs = inputs_from_dict(read.inputs or {})
     table = load_factor_table(ctx.config.factor_version)
-    policy = ctx.policy()
-    result = quantify(batch.inputs, table, policy)
+    policy = ctx.policy(inputs.vehicle_id)
+    result = quantify(inputs, table, policy)
     calculation = Calculation(
         id=new_id(),
-        batch_id=batch.inputs.batch_id,
-        seal_index=batch.seal_index,
-        seal_leaf_hash=batch.seal_leaf_hash,
-        sealed_at=batch.sealed_at,
-        processed_at=batch.processed_at,
-        checkpoint_size=batch.checkpoint_size,
+        batch_id=read.batch_id,
+        seal_index=read.seal_index,
+        seal_leaf_hash=read.seal_leaf_hash,
+        sealed_at=read.sealed_at,
+        processed_at=read.processed_at,
+        checkpoint_size=read.checkpoint_size,
         factor_version=table.version,
-        inputs=batch.inputs.as_dict(),
+        inputs=inputs.as_dict(),
         policy=policy.as_dict(),
         result=result,
         net_g=result["net_g"],
@@ -214,7 +261,7 @@ def _store_calculation(
             session.add(calculation)
     except IntegrityError as exc:
         raise Conflict(
-            f"Batch {batch.inputs.batch_id} is already counted.", slug="already-counted"
+            f"Batch {read.batch_id} is already counted.", slug="already-counted"
         ) from exc
     append_statement(
         session,
@@ -246,49 +293,104 @@ def quantification_body(calculation: Calculation) -> dict[str, Any]:
 def discover_and_quantify(
     session: Session, *, ctx: TradingContext, period: tuple[datetime, datetime]
 ) -> list[dict[str, Any]]:
-    """Quantifies every new sealed batch of the period; returns those refused."""
+    """Reads the seals new since the last report, then quantifies the period's.
+
+    Each seal is fetched and verified once: the cursor remembers the last seal
+    index read and seal_reads what each one held, so a report costs the new
+    seals plus one alert check per uncounted batch of its period.
+    """
+    refused = read_new_seals(session, ctx=ctx)
+    for read in _uncounted_reads(session, period):
+        try:
+            with session.begin_nested():
+                _count_read(session, ctx=ctx, read=read)
+        except (Unprocessable, Conflict) as problem:
+            log.warning(
+                "trading.batch_refused", batch_id=read.batch_id, reason=problem.slug
+            )
+            refused.append(_refusal(read.batch_id, read.seal_index, problem))
+    return refused
+
+
+def _refusal(batch_id: str, index: int, problem: Problem) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "index": index,
+        "reason": problem.slug,
+        "detail": problem.detail,
+    }
+
+
+def read_new_seals(session: Session, *, ctx: TradingContext) -> list[dict[str, Any]]:
+    """Reads and verifies every seal after the cursor; returns those refused."""
+    cursor = _locked_cursor(session)
     verifier = ledger_verifier(session, ctx=ctx)
-    counted = set(session.execute(select(Calculation.batch_id)).scalars())
     refused: list[dict[str, Any]] = []
-    after: int | None = None
     while True:
         page = sealed.list_seals(
-            ctx.ledger, after=after, limit=ctx.config.seal_page_size
+            ctx.ledger, after=cursor.last_index, limit=ctx.config.seal_page_size
         )
         for ref in page:
-            if ref.batch_id in counted:
-                continue
-            reason = _try_quantify(
-                session, ctx=ctx, verifier=verifier, ref=ref, period=period
-            )
-            if reason is not None:
-                refused.append(reason)
+            problem = _read_one(session, ctx=ctx, verifier=verifier, ref=ref)
+            if problem is not None:
+                refused.append(_refusal(ref.batch_id, ref.index, problem))
+        if page:
+            cursor.last_index = max(cursor.last_index, page[-1].index)
         if len(page) < ctx.config.seal_page_size:
+            session.flush()
             return refused
-        after = page[-1].index
 
 
-def _try_quantify(
-    session: Session,
-    *,
-    ctx: TradingContext,
-    verifier: Verifier,
-    ref: sealed.SealRef,
-    period: tuple[datetime, datetime],
-) -> dict[str, Any] | None:
+def _read_one(
+    session: Session, *, ctx: TradingContext, verifier: Verifier, ref: sealed.SealRef
+) -> Problem | None:
+    if session.get(SealRead, ref.batch_id) is not None:
+        return None
     try:
-        quantify_batch(
-            session, ctx=ctx, verifier=verifier, batch_id=ref.batch_id, period=period
-        )
-    except (Unprocessable, Conflict) as problem:
-        log.warning("trading.batch_refused", batch_id=ref.batch_id, reason=problem.slug)
-        return {
-            "batch_id": ref.batch_id,
-            "index": ref.index,
-            "reason": problem.slug,
-            "detail": problem.detail,
-        }
+        batch = sealed.read_sealed_batch(ctx.ledger, verifier, ref.batch_id)
+    except Unprocessable as problem:
+        log.warning("trading.seal_refused", batch_id=ref.batch_id, reason=problem.slug)
+        read = _new_read(session, ref.batch_id, ref.index)
+        read.status, read.reason, read.detail = "refused", problem.slug, problem.detail
+        return problem
+    record_read(session, batch=batch)
     return None
+
+
+def _locked_cursor(session: Session) -> SealCursor:
+    """The seal cursor, locked so two reports do not read the same seals."""
+    query = (
+        select(SealCursor)
+        .where(SealCursor.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    cursor = session.execute(query).scalar_one_or_none()
+    if cursor is not None:
+        return cursor
+    try:
+        with session.begin_nested():
+            session.add(SealCursor(id=1, last_index=-1))
+    except IntegrityError:
+        pass
+    return session.execute(query).scalar_one()
+
+
+def _uncounted_reads(
+    session: Session, period: tuple[datetime, datetime]
+) -> list[SealRead]:
+    counted = select(Calculation.batch_id)
+    query = (
+        select(SealRead)
+        .where(
+            SealRead.status == "verified",
+            SealRead.processed_at >= period[0],
+            SealRead.processed_at < period[1],
+            SealRead.batch_id.not_in(counted),
+        )
+        .order_by(SealRead.seal_index)
+    )
+    return list(session.execute(query).scalars())
 
 
 def get_calculation(session: Session, *, batch_id: str) -> Calculation:

@@ -231,7 +231,12 @@ def test_retirement_is_certified_and_written_to_the_ledger(
         for kind in ("credit.issuance", "credit.transfer", "credit.retirement")
         for e in sealed_log.entries_of_kind(kind)
     )
-    assert kinds == {"credit.issuance": 1, "credit.transfer": 2, "credit.retirement": 1}
+    assert kinds == {"credit.issuance": 1, "credit.transfer": 3, "credit.retirement": 1}
+    reasons = [
+        e["statement"]["body"]["reason"]
+        for e in sealed_log.entries_of_kind("credit.transfer")
+    ]
+    assert reasons == ["listing", "purchase", "transfer"]
 
 
 def test_provenance_names_seals_an_auditor_can_prove(

@@ -23,7 +23,7 @@ ACCOUNTS = 3
 
 moves = st.lists(
     st.tuples(
-        st.sampled_from(["transfer", "retire", "list", "buy"]),
+        st.sampled_from(["transfer", "retire", "list", "buy", "close", "cancel"]),
         st.integers(0, ACCOUNTS - 1),
         st.integers(0, ACCOUNTS - 1),
         st.integers(1, 40),
@@ -90,11 +90,25 @@ def apply(session, ctx, accounts, move, listings) -> None:
         listings.append(
             market.create_listing(
                 session,
+                ctx=ctx,
                 principal=ADMIN,
                 account_id=accounts[source],
                 quantity_t=quantity,
                 price_cny=market.CENTS,
             )
+        )
+    elif kind == "close" and listings and listings[-1].status == "open":
+        market.close_listing(
+            session, ctx=ctx, principal=ADMIN, listing_id=listings[-1].id
+        )
+    elif kind == "cancel":
+        market.cancel(
+            session,
+            ctx=ctx,
+            principal=ADMIN,
+            account_id=accounts[source],
+            quantity_t=quantity,
+            reason="duplicate claim found",
         )
     elif kind == "buy" and listings:
         listing = listings[-1]
@@ -148,6 +162,8 @@ def test_blocks_never_overlap_and_always_sum(sessions, tonnes, steps):
                 by_status[block.status] += block.quantity_t
                 if block.status == "listed":
                     assert block.listing_id is not None
+                if block.status == "cancelled":
+                    assert block.cancellation_id is not None
             listed = sum(listing.available_t for listing in listings)
             assert by_status["listed"] == listed
         session.rollback()
