@@ -4,6 +4,7 @@ The job only moves data between the parties and reads figures back: every
 number in the report is one a service answered.
 """
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -504,13 +505,54 @@ def audit_credits(services: Services, parties: Parties, report, settings) -> Non
     report.seals_audited = seals.checked
     report.checkpoint_size = whole.size or 0
     report.ledger_entries = report.checkpoint_size
-    report.audit_passed = seals.ok and whole.ok and seals.checked == len(indices) > 0
-    for failed in (seals, whole):
+    offline = check_provenance_offline(services, report, settings)
+    report.audit_passed = (
+        seals.ok and whole.ok and offline.ok and seals.checked == len(indices) > 0
+    )
+    for failed in (seals, whole, offline):
         if not failed.ok:
             report.audit_detail += (
                 f"{failed.check} audit failed at index {failed.first_bad_index}: "
                 f"{failed.reason}\n"
             )
+
+
+def check_provenance_offline(services: Services, report, settings):
+    """Downloads a retired serial's provenance bundle and checks it offline."""
+    from shared.provenance import verify_credit_bundle
+
+    output = settings.data_dir / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    bundle = _credit_bundle(services, report.serials[0])
+    bundle_path = output / "credit-bundle.json"
+    bundle_path.write_text(json.dumps(bundle, indent=1))
+    pdf = services.trading.client.get(
+        f"/v1/retirements/{report.certificate_id}/certificate.pdf"
+    )
+    (output / "certificate.pdf").write_bytes(pdf.content)
+    pinned_key = services.ledger.call("GET", "/v1/key").strip()
+    result = verify_credit_bundle(
+        json.loads(bundle_path.read_text()), verifier_key=pinned_key
+    )
+    report.offline_check = f"{result.verdict} ({result.checked} entries)"
+    report.notes.append(
+        f"provenance bundle: {bundle_path}; certificate: {output / 'certificate.pdf'}"
+    )
+    return result
+
+
+def _credit_bundle(services: Services, serial: str) -> dict:
+    """The serial's bundle, once trading's own entries have reached the log."""
+    deadline = time.monotonic() + 15
+    while True:
+        response = services.trading.client.get(f"/v1/credits/{serial}/bundle")
+        if response.status_code == 200:
+            return response.json()
+        if response.status_code != 409 or time.monotonic() > deadline:
+            raise StepFailed(
+                f"trading has no provenance bundle for {serial}: {response.text}"
+            )
+        time.sleep(0.2)
 
 
 def _wait_for_quiet_ledger(services: Services, quiet_polls: int = 4) -> None:

@@ -36,6 +36,7 @@ class MainJobReport:
     serials: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
     buffer_permille: int = 0
+    offline_check: str = ""
     avoided_by_material: dict[str, int] = field(default_factory=dict)
     checkpoint_size: int = 0
     seals_audited: int = 0
@@ -92,6 +93,10 @@ def print_report(report: MainJobReport, console: Console) -> None:
         (
             "whole log replayed against its checkpoint",
             f"{report.checkpoint_size} entries",
+        ),
+        (
+            "offline provenance check of a retired serial",
+            report.offline_check or "none",
         ),
         ("audit verdict", "PASS" if report.audit_passed else "FAIL"),
     ]

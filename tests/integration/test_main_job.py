@@ -102,6 +102,7 @@ def test_main_job_from_registry_to_audited_credits(finished_job, token_for):
     assert report.bought_t >= 1
 
     assert report.audit_passed
+    assert report.offline_check.startswith("PASS")
     assert report.seals_audited == scenario.DAYS
     assert report.checkpoint_size == report.ledger_entries > 0
 
