@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 LINTED := shared services tests $(wildcard bench)
 
 .PHONY: run test test-sqlite test-postgres browser up lint format clean install \
-	bench-trading
+	bench-tracking bench-trading
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix $(LINTED)
+
+bench-tracking: $(STAMP)
+	$(BIN)/python bench/tracking.py
 
 bench-trading: $(STAMP)
 	$(BIN)/python bench/trading.py

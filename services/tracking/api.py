@@ -8,13 +8,15 @@ from urllib.parse import parse_qsl
 
 import httpx
 import structlog
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from services.tracking import ingest as ingestion
-from services.tracking import service
+from services.tracking import partitions, service
 from services.tracking.config import TrackingConfig
+from services.tracking.gpx import fixes_from_gpx
 from services.tracking.models import idempotency_keys, outbox
 from services.tracking.osmand import (
     RawFix,
@@ -28,8 +30,10 @@ from services.tracking.schemas import (
     AlertOut,
     AlertsOut,
     AlertStatus,
+    DaysOut,
     DeviceIn,
     DeviceOut,
+    DeviceTripOut,
     DistanceOut,
     DropsOut,
     IngestOut,
@@ -44,6 +48,7 @@ from services.tracking.schemas import (
 from shared import idempotency
 from shared.app import create_service_app, get_session
 from shared.auth import Principal, Role, decode_token, require
+from shared.db import is_sqlite, make_engine, make_sessionmaker
 from shared.http import service_client
 from shared.outbox import OutboxRelay
 from shared.problems import (
@@ -117,6 +122,21 @@ async def osmand_request(request: Request) -> OsmAndRequest:
     return OsmAndRequest({**dict(form), **params})
 
 
+async def gpx_body(request: Request) -> bytes:
+    """The raw GPX body, refused past the configured size."""
+    limit = request.app.state.tracking_config.max_gpx_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"A GPX upload is at most {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"A GPX upload is at most {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def osmand_principal(request: Request, payload: OsmAndRequest) -> Principal:
     """A bearer token from the header, or from `token` for clients that cannot
     set headers."""
@@ -143,6 +163,10 @@ def create_app(
     config = config or TrackingConfig()
 
     def start_outbox(app: FastAPI) -> None:
+        threads = getattr(app.state, "request_threads", None)
+        if threads is not None:
+            to_thread.current_default_thread_limiter().total_tokens = threads
+        partitions.maintain(app.state.engine, config, utcnow())
         with app.state.sessions() as session:
             service.enqueue_key_registration(session, settings=settings)
             session.commit()
@@ -171,11 +195,31 @@ def create_app(
         on_shutdown=(stop_outbox,),
     )
     app.state.tracking_config = config
+    _use_lean_engine(app, settings, config)
     _telemetry_routes(app, config)
     _registry_routes(app, config)
+    _motion_trip_routes(app, config)
     _alert_routes(app)
     _trip_routes(app, config, settings)
     return app
+
+
+def _use_lean_engine(app: FastAPI, settings: Settings, config: TrackingConfig):
+    """Telemetry's hot path skips the pool's liveness ping: a dead pooled
+    connection fails one request instead of adding a round trip to every one."""
+    url = settings.database_url("tracking")
+    if is_sqlite(url):
+        return
+    app.state.engine.dispose()
+    app.state.engine = make_engine(
+        url,
+        pool_pre_ping=False,
+        pool_size=config.pool_size,
+        max_overflow=config.pool_overflow,
+    )
+    app.state.sessions = make_sessionmaker(app.state.engine)
+    # Two connections stay free for the outbox relay and partition upkeep.
+    app.state.request_threads = max(1, config.pool_size + config.pool_overflow - 2)
 
 
 def _ingest_out(device_id: str, result: ingestion.IngestResult) -> IngestOut:
@@ -222,14 +266,14 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
         if payload.body is not None:
             device_id, fix = fix_from_json(payload.body, now)
             service.check_device_access(principal, device_id)
-            device = service.get_device(session, device_id)
+            device, state = service.device_for_ingest(session, device_id)
         else:
             device_id = device_of(payload.params)
             service.check_device_access(principal, device_id)
-            device = service.get_device(session, device_id)
+            device, state = service.device_for_ingest(session, device_id)
             fix = fix_from_params(payload.params, now)
         result = ingestion.ingest(
-            session, config=config, device=device, fixes=[fix], now=now
+            session, config=config, device=device, fixes=[fix], now=now, state=state
         )
         session.commit()
         reason = ingestion.refusal_reason(result)
@@ -260,10 +304,50 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
             raise PayloadTooLarge(
                 f"A batch holds at most {config.max_batch_points} positions."
             )
-        device = service.get_device(session, device_id)
+        device, state = service.device_for_ingest(session, device_id)
         fixes = [_raw_fix(position) for position in batch.positions]
         result = ingestion.ingest(
-            session, config=config, device=device, fixes=fixes, now=utcnow()
+            session,
+            config=config,
+            device=device,
+            fixes=fixes,
+            now=utcnow(),
+            state=state,
+        )
+        session.commit()
+        return _ingest_out(device_id, result)
+
+    @app.post(
+        "/v1/devices/{device_id}/gpx",
+        response_model=IngestOut,
+        tags=["telemetry"],
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/gpx+xml": {"schema": {"type": "string"}}}
+            }
+        },
+    )
+    def post_gpx(
+        device_id: DeviceId,
+        principal: Uploader,
+        data: Annotated[bytes, Depends(gpx_body)],
+        session: SessionDep,
+    ) -> IngestOut:
+        """Takes a whole trip as a GPX 1.0 or 1.1 file: every track point (and
+        route point) is cleaned and stored like a batch upload; a point without
+        a time is counted as `invalid`."""
+        service.check_device_access(principal, device_id)
+        now = utcnow()
+        fixes = fixes_from_gpx(data, now)
+        if not fixes:
+            raise Unprocessable("The GPX file holds no points.", slug="empty-gpx")
+        if len(fixes) > config.max_batch_points:
+            raise PayloadTooLarge(
+                f"A GPX upload holds at most {config.max_batch_points} points."
+            )
+        device, state = service.device_for_ingest(session, device_id)
+        result = ingestion.ingest(
+            session, config=config, device=device, fixes=fixes, now=now, state=state
         )
         session.commit()
         return _ingest_out(device_id, result)
@@ -372,6 +456,61 @@ def _registry_routes(app: FastAPI, config: TrackingConfig) -> None:
             distance_m=round(distance),
             point_count=count,
         )
+
+
+def _motion_trip_routes(app: FastAPI, config: TrackingConfig) -> None:
+    @app.get(
+        "/v1/devices/{device_id}/trips",
+        response_model=list[DeviceTripOut],
+        tags=["motion"],
+    )
+    def get_trips(
+        device_id: DeviceId,
+        _: Reader,
+        session: SessionDep,
+        start: Annotated[AwareDatetime | None, Query()] = None,
+        end: Annotated[AwareDatetime | None, Query()] = None,
+    ) -> list[dict]:
+        """The device's trips (movement from one stop to the next, at least the
+        configured distance and duration) overlapping [start, end]."""
+        service.get_device(session, device_id)
+        window = service.check_window(start or EARLIEST, end or LATEST)
+        trips = service.device_trips(
+            session, device_id=device_id, start=window[0], end=window[1]
+        )
+        return [service.device_trip_view(trip) for trip in trips]
+
+    @app.get("/v1/devices/{device_id}/trips/{trip_id}/geojson", tags=["motion"])
+    def get_trip_replay(
+        device_id: DeviceId,
+        trip_id: Annotated[int, Path(ge=1)],
+        _: Reader,
+        session: SessionDep,
+    ) -> Any:
+        """Replay of one trip as GeoJSON: its path with the time of each fix,
+        the stops at its ends and the alerts raised during it."""
+        trip = service.get_device_trip(session, device_id=device_id, trip_id=trip_id)
+        return Response(
+            json.dumps(service.device_trip_geojson(session, config=config, trip=trip)),
+            media_type="application/geo+json",
+        )
+
+    @app.get("/v1/devices/{device_id}/days", response_model=DaysOut, tags=["motion"])
+    def get_days(
+        device_id: DeviceId,
+        start: Annotated[AwareDatetime, Query()],
+        end: Annotated[AwareDatetime, Query()],
+        _: Reader,
+        session: SessionDep,
+    ) -> DaysOut:
+        """Distance, fixes and trips per UTC day in [start, end] (at most 92
+        days)."""
+        service.get_device(session, device_id)
+        start, end = service.check_window(start, end)
+        days = service.daily_distance(
+            session, config=config, device_id=device_id, start=start, end=end
+        )
+        return DaysOut(device_id=device_id, days=days)
 
 
 def _alert_routes(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,10 +31,33 @@ class TrackingConfig(BaseSettings):
     dumping_after_s: float = 600.0
     # Silence longer than this while the device moved is a telemetry gap.
     telemetry_gap_s: float = 300.0
+    # Silence at least this long ends the trip (parked or switched off): the
+    # silence is between trips and raises no telemetry gap.
+    trip_break_s: float = 3600.0
+    # Movement between stops shorter than this (metres) is not a trip.
+    min_trip_distance_m: float = 500.0
+    # Movement between stops shorter than this (seconds) is not a trip.
+    min_trip_s: float = 120.0
+    # A stop at least this long at an unlicensed plant is a delivery there.
+    delivery_min_s: float = 120.0
     # Fixes further apart than this do not count towards trip coverage.
     coverage_gap_s: float = 120.0
     # Most fixes a batch upload may carry.
     max_batch_points: int = 20_000
+    # Largest GPX upload, in bytes.
+    max_gpx_bytes: int = 10 * 1024 * 1024
+    # On PostgreSQL, drop position partitions older than this many days; unset
+    # keeps every partition. Fixes older than this are dropped as too old.
+    retention_days: int | None = Field(default=None, ge=1)
+    # On PostgreSQL, daily position partitions created ahead of time.
+    partitions_ahead_days: int = 7
+    # Seconds the corridors are cached per process before being read again.
+    corridor_cache_s: float = 10.0
+    # Database connections each worker keeps open, and may open beyond them;
+    # on PostgreSQL the worker runs at most their sum less two requests at once,
+    # so a request waits for a thread rather than failing for a connection.
+    pool_size: int = Field(default=10, ge=1)
+    pool_overflow: int = Field(default=20, ge=0)
 
 
 @lru_cache

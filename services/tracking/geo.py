@@ -5,7 +5,7 @@ from itertools import pairwise
 from typing import Any
 
 import shapely
-from shapely.geometry import Point, shape
+from shapely.geometry import LineString, Point, shape
 
 EARTH_RADIUS_M = 6_371_008.8
 METRES_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180
@@ -28,10 +28,11 @@ def path_length_m(points: list[tuple[float, float]]) -> float:
     return sum(haversine_m(*a, *b) for a, b in pairwise(points))
 
 
-def parse_geometry(geometry: dict[str, Any]):
-    """A shapely Point or Polygon from GeoJSON; raises ValueError otherwise."""
-    if geometry.get("type") not in ("Point", "Polygon"):
-        raise ValueError("geometry must be a GeoJSON Point or Polygon")
+def parse_geometry(geometry: dict[str, Any], kinds=("Point", "Polygon")):
+    """A shapely geometry of one of `kinds` from GeoJSON; raises ValueError
+    otherwise."""
+    if geometry.get("type") not in kinds:
+        raise ValueError(f"geometry must be a GeoJSON {' or '.join(kinds)}")
     parsed = shape(geometry)
     if parsed.is_empty or not parsed.is_valid:
         raise ValueError("geometry is empty or invalid")
@@ -44,6 +45,8 @@ def parse_geometry(geometry: dict[str, Any]):
 def _coordinates(geometry) -> list[tuple[float, float]]:
     if geometry.geom_type == "Point":
         return [(geometry.x, geometry.y)]
+    if geometry.geom_type == "LineString":
+        return list(geometry.coords)
     return list(geometry.exterior.coords)
 
 
@@ -69,3 +72,50 @@ def distance_to_geometry_m(geometry, lat: float, lon: float) -> float:
         return local
 
     return shapely.transform(geometry, to_local).distance(Point(0.0, 0.0))
+
+
+class Corridor:
+    """An allowed route: a line grown by a half-width, in local metres."""
+
+    def __init__(self, place_id: str, line, half_width_m: float) -> None:
+        self.place_id = place_id
+        self.lon0, self.lat0 = line.centroid.x, line.centroid.y
+        self.scale_x = METRES_PER_DEGREE * math.cos(math.radians(self.lat0))
+        local = LineString([self._local(lat, lon) for lon, lat in line.coords])
+        self.area = local.buffer(max(half_width_m, 0.5))
+        shapely.prepare(self.area)
+
+    def _local(self, lat: float, lon: float) -> tuple[float, float]:
+        x = (lon - self.lon0) * self.scale_x
+        return x, (lat - self.lat0) * METRES_PER_DEGREE
+
+    def contains(self, lat: float, lon: float) -> bool:
+        return self.area.covers(Point(self._local(lat, lon)))
+
+    def covers_segment(self, a: tuple[float, float], b: tuple[float, float]) -> bool:
+        """Whether the straight path a to b ((lat, lon) each) stays inside,
+        which catches a bend left between two sparse fixes inside."""
+        if a == b:
+            return self.contains(*a)
+        return self.area.covers(LineString([self._local(*a), self._local(*b)]))
+
+
+def left_corridors(
+    corridors: list[Corridor], a: tuple[float, float], b: tuple[float, float]
+) -> Corridor | None:
+    """The corridor a path a to b left, if it started inside one and the
+    corridors do not hold the whole path; None otherwise."""
+    inside = [c for c in corridors if c.contains(*a)]
+    if not inside or any(c.covers_segment(a, b) for c in inside):
+        return None
+    if all(any(c.contains(*p) for c in corridors) for p in _samples(a, b)):
+        return None
+    return inside[0]
+
+
+def _samples(a: tuple[float, float], b: tuple[float, float], step_m=10.0):
+    """Points every step_m metres (at most 500) along a to b, both ends included."""
+    count = min(500, max(1, math.ceil(haversine_m(*a, *b) / step_m)))
+    for i in range(count + 1):
+        share = i / count
+        yield a[0] + (b[0] - a[0]) * share, a[1] + (b[1] - a[1]) * share

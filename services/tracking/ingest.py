@@ -6,10 +6,11 @@ buffered upload arriving late) are checked against their stored neighbours
 and make the device's stops be re-derived from the last stop before them.
 """
 
+import json
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.tracking import geo, service
+from services.tracking import geo, partitions, service
 from services.tracking.config import TrackingConfig
 from services.tracking.models import (
     Alert,
@@ -28,7 +29,7 @@ from services.tracking.models import (
     Position,
     Stop,
 )
-from services.tracking.motion import Cluster, Fix, MotionRules, advance
+from services.tracking.motion import Cluster, Fix, MotionRules, Track, advance
 from services.tracking.osmand import RawFix
 from shared.timeutil import as_utc, iso_utc
 
@@ -61,12 +62,15 @@ def ingest(
     device: Device,
     fixes: list[RawFix],
     now: datetime,
+    state: MotionState | None = None,
 ) -> IngestResult:
-    """Cleans fixes, stores the good ones and advances the device's motion."""
+    """Cleans fixes, stores the good ones and advances the device's motion;
+    `state` is the device's motion row if the caller has locked it already."""
     result = IngestResult(received=len(fixes))
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
-    state = _locked_state(session, device.device_id)
+    partitions.ensure_days(session.get_bind(), {fix.time.date() for fix in usable})
+    state = state or _locked_state(session, device.device_id)
     last = as_utc(state.last_time) if state.last_time else None
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]
@@ -89,6 +93,7 @@ def ingest(
         _advance(session, config, device, state, accepted, now)
 
     result.accepted = len(stored_late) + len(accepted)
+    _check_licence(session, device, [*stored_late, *accepted], now)
     _count_drops(session, device.device_id, result, now)
     POINTS_ACCEPTED.inc(result.accepted)
     return result
@@ -110,10 +115,7 @@ def _usable(config: TrackingConfig, fix: RawFix, now: datetime, result) -> bool:
         reason = "zero_position"
     elif fix.time > now + timedelta(seconds=config.max_future_s):
         reason = "future"
-    elif fix.time < config.earliest_fix_time or (
-        config.max_age_s is not None
-        and fix.time < now - timedelta(seconds=config.max_age_s)
-    ):
+    elif fix.time < _oldest_allowed(config, now):
         reason = "too_old"
     elif (fix.accuracy_m is not None and fix.accuracy_m > config.max_accuracy_m) or (
         fix.hdop is not None and fix.hdop > config.max_hdop
@@ -122,6 +124,16 @@ def _usable(config: TrackingConfig, fix: RawFix, now: datetime, result) -> bool:
     if reason is not None:
         result.drop(reason)
     return reason is None
+
+
+def _oldest_allowed(config: TrackingConfig, now: datetime) -> datetime:
+    """Fixes before this are too old: by age, and never past the retention."""
+    oldest = config.earliest_fix_time
+    if config.max_age_s is not None:
+        oldest = max(oldest, now - timedelta(seconds=config.max_age_s))
+    if config.retention_days is not None:
+        oldest = max(oldest, now - timedelta(days=config.retention_days))
+    return oldest
 
 
 def _first_of_each_time(fixes: list[RawFix], result: IngestResult) -> list[RawFix]:
@@ -273,16 +285,60 @@ def _stored_around(
     return [Fix(as_utc(t), lat, lon) for t, lat, lon in [*before, *inside, *after]]
 
 
+COLUMNS = (
+    "fix_time",
+    "lat",
+    "lon",
+    "speed_mps",
+    "course",
+    "altitude_m",
+    "accuracy_m",
+    "hdop",
+    "battery",
+)
+# One statement for a whole batch on PostgreSQL: a row per array element.
+UNNEST_INSERT = (
+    "INSERT INTO positions (device_id, received_at, attributes, "
+    + ", ".join(COLUMNS)
+    + ") SELECT %s, %s, t.a::json, "
+    + ", ".join(f"t.{column}" for column in COLUMNS)
+    + " FROM unnest("
+    "%s::text[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[]"
+    ") AS t(a, " + ", ".join(COLUMNS) + ") "
+    "ON CONFLICT (device_id, fix_time) DO NOTHING"
+)
+
+
 def _insert(session: Session, device_id: str, fixes: list[RawFix], now) -> None:
     if not fixes:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            UNNEST_INSERT, _arrays(device_id, fixes, now)
+        )
+        return
     rows = [_row(device_id, fix, now) for fix in fixes]
-    dialect = session.get_bind().dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = dialect_insert(Position).on_conflict_do_nothing(
+    statement = sqlite.insert(Position).on_conflict_do_nothing(
         index_elements=["device_id", "fix_time"]
     )
     session.execute(statement, rows)
+
+
+def _arrays(device_id: str, fixes: list[RawFix], now: datetime) -> tuple:
+    attributes = [json.dumps(f.attributes) if f.attributes else None for f in fixes]
+    columns = [
+        [f.time for f in fixes],
+        [f.lat for f in fixes],
+        [f.lon for f in fixes],
+        [f.speed_mps for f in fixes],
+        [f.course for f in fixes],
+        [f.altitude_m for f in fixes],
+        [f.accuracy_m for f in fixes],
+        [f.hdop for f in fixes],
+        [f.battery for f in fixes],
+    ]
+    return (device_id, now, attributes, *columns)
 
 
 def _row(device_id: str, fix: RawFix, now: datetime) -> dict[str, Any]:
@@ -331,6 +387,7 @@ def rules_of(config: TrackingConfig) -> MotionRules:
         min_stop_s=config.min_stop_s,
         dumping_after_s=config.dumping_after_s,
         telemetry_gap_s=config.telemetry_gap_s,
+        trip_break_s=config.trip_break_s,
     )
 
 
@@ -342,21 +399,42 @@ def _advance(
     fixes: list[RawFix],
     now: datetime,
 ) -> None:
-    """Feeds accepted fixes, in time order, to the device's stop detector."""
+    """Feeds accepted fixes, in time order, to the device's stop and trip
+    detector and the corridor check."""
+    if not fixes:
+        return
     rules = rules_of(config)
-    previous = _last_fix(state)
-    cluster = _cluster_of(state)
+    track = _track_of(state)
+    routes = service.corridors(session, max_age_s=config.corridor_cache_s)
     for raw in fixes:
         fix = Fix(raw.time, raw.lat, raw.lon)
-        cluster, motion = advance(rules, previous, cluster, fix)
-        if motion.gap is not None:
-            _raise_gap(session, device, motion.gap, now)
-        if motion.closed is not None:
-            _close_stop(session, device, motion.closed, now)
-        if motion.long_stop is not None and not motion.long_stop.checked:
-            _check_long_stop(session, device, motion.long_stop, now)
-        previous = fix
-    _save(state, previous, cluster)
+        previous = track.previous
+        motion = advance(rules, track, fix)
+        if routes and previous is not None:
+            _check_corridor(session, device, routes, previous, fix, now)
+        _apply(session, config, device, motion, now)
+    _save(state, track)
+
+
+def _apply(session, config: TrackingConfig, device: Device, motion, now) -> None:
+    """Stores and alerts what one fix made happen."""
+    if motion.gap is not None:
+        _raise_gap(session, device, motion.gap, now)
+    if motion.closed is not None:
+        _close_stop(session, config, device, motion.closed, now)
+    if motion.long_stop is not None and not motion.long_stop.checked:
+        _check_long_stop(session, config, device, motion.long_stop, now)
+    if motion.trip is not None:
+        trip = motion.trip
+        service.record_device_trip(
+            session,
+            config=config,
+            device_id=device.device_id,
+            start=(trip.start.time, trip.start.lat, trip.start.lon),
+            end=(trip.end.time, trip.end.lat, trip.end.lon),
+            distance_m=trip.distance_m,
+            point_count=trip.point_count,
+        )
 
 
 def rebuild_motion(
@@ -368,12 +446,13 @@ def rebuild_motion(
     since: datetime,
     now: datetime,
 ) -> None:
-    """Re-derives stops from the last stop that ended before `since`, the
-    earliest changed fix; here after fixes arrived out of order."""
+    """Re-derives stops and trips from the last stop that ended before `since`,
+    the earliest changed fix; here after fixes arrived out of order."""
     session.flush()
     anchor = _anchor_stop(session, device.device_id, since)
     after = as_utc(anchor.end) if anchor is not None else None
     service.delete_stops_after(session, device_id=device.device_id, after=after)
+    service.delete_trips_from(session, device_id=device.device_id, since=after)
     query = select(Position.fix_time, Position.lat, Position.lon).where(
         Position.device_id == device.device_id
     )
@@ -381,11 +460,12 @@ def rebuild_motion(
         query = query.where(Position.fix_time >= after)
     rows = session.execute(query.order_by(Position.fix_time)).all()
     fixes = [RawFix(as_utc(t), lat, lon) for t, lat, lon in rows]
+    track = Track()
     if after is not None and fixes and fixes[0].time == after:
-        previous = fixes.pop(0)
-        _save(state, Fix(previous.time, previous.lat, previous.lon), None)
-    else:
-        _save(state, None, None)
+        first = fixes.pop(0)
+        track.previous = Fix(first.time, first.lat, first.lon)
+        track.restart_trip(track.previous, track.previous)
+    _save(state, track)
     _advance(session, config, device, state, fixes, now)
     log.info(
         "tracking.motion_rebuilt",
@@ -405,6 +485,21 @@ def _anchor_stop(session: Session, device_id: str, since: datetime) -> Stop | No
     )
 
 
+def _track_of(state: MotionState) -> Track:
+    trip_start = None
+    if state.trip_start_time is not None:
+        trip_start = Fix(
+            as_utc(state.trip_start_time), state.trip_start_lat, state.trip_start_lon
+        )
+    return Track(
+        previous=_last_fix(state),
+        cluster=_cluster_of(state),
+        trip_start=trip_start,
+        trip_distance_m=state.trip_distance_m or 0.0,
+        trip_points=state.trip_points or 0,
+    )
+
+
 def _cluster_of(state: MotionState) -> Cluster | None:
     if not state.cluster_count:
         return None
@@ -416,10 +511,13 @@ def _cluster_of(state: MotionState) -> Cluster | None:
         lon_sum=state.cluster_lon_sum,
         checked=bool(state.cluster_checked),
         alert_id=state.cluster_alert_id,
+        trip_distance_m=state.cluster_trip_distance_m or 0.0,
+        trip_points=state.cluster_trip_points or 1,
     )
 
 
-def _save(state: MotionState, last: Fix | None, cluster: Cluster | None) -> None:
+def _save(state: MotionState, track: Track) -> None:
+    last, cluster, trip = track.previous, track.cluster, track.trip_start
     state.last_time = last.time if last else None
     state.last_lat = last.lat if last else None
     state.last_lon = last.lon if last else None
@@ -430,10 +528,20 @@ def _save(state: MotionState, last: Fix | None, cluster: Cluster | None) -> None
     state.cluster_lon_sum = cluster.lon_sum if cluster else 0.0
     state.cluster_checked = cluster.checked if cluster else False
     state.cluster_alert_id = cluster.alert_id if cluster else None
+    state.trip_start_time = trip.time if trip else None
+    state.trip_start_lat = trip.lat if trip else None
+    state.trip_start_lon = trip.lon if trip else None
+    state.trip_distance_m = track.trip_distance_m
+    state.trip_points = track.trip_points
+    state.cluster_trip_distance_m = cluster.trip_distance_m if cluster else None
+    state.cluster_trip_points = cluster.trip_points if cluster else None
 
 
-def _close_stop(session: Session, device: Device, cluster: Cluster, now) -> None:
+def _close_stop(
+    session: Session, config: TrackingConfig, device: Device, cluster: Cluster, now
+) -> None:
     place = service.find_place(session, lat=cluster.lat, lon=cluster.lon)
+    _check_site(session, config, device, cluster, place, now)
     session.add(
         Stop(
             device_id=device.device_id,
@@ -455,10 +563,14 @@ def _close_stop(session: Session, device: Device, cluster: Cluster, now) -> None
             alert.message = _dumping_message(cluster)
 
 
-def _check_long_stop(session: Session, device: Device, cluster: Cluster, now) -> None:
+def _check_long_stop(
+    session: Session, config: TrackingConfig, device: Device, cluster: Cluster, now
+) -> None:
     """A stop past the dumping threshold outside every place raises an alert."""
     cluster.checked = True
-    if service.find_place(session, lat=cluster.lat, lon=cluster.lon) is not None:
+    place = service.find_place(session, lat=cluster.lat, lon=cluster.lon)
+    if place is not None:
+        _check_site(session, config, device, cluster, place, now)
         return
     alert = service.record_alert(
         session,
@@ -475,6 +587,78 @@ def _check_long_stop(session: Session, device: Device, cluster: Cluster, now) ->
         detail={"duration_s": int(cluster.duration_s)},
     )
     cluster.alert_id = alert.id
+
+
+def _check_site(session, config: TrackingConfig, device, cluster, place, now) -> None:
+    """A delivery-length stop at a plant without a licence raises an alert."""
+    if place is None or place.kind != "plant" or place.licensed:
+        return
+    if cluster.duration_s < config.delivery_min_s:
+        return
+    service.record_alert(
+        session,
+        dedup_key=f"unlicensed_site:{device.device_id}:{iso_utc(cluster.start)}",
+        kind="unlicensed_site",
+        start=cluster.start,
+        end=cluster.end,
+        message=(
+            f"Stopped {int(cluster.duration_s // 60)} min at {place.name}, "
+            "a plant without a valid licence."
+        ),
+        raised_by="tracking",
+        now=now,
+        device=device,
+        lat=cluster.lat,
+        lon=cluster.lon,
+        place_id=place.place_id,
+        detail={"duration_s": int(cluster.duration_s)},
+    )
+
+
+def _check_corridor(session, device: Device, routes, previous: Fix, fix: Fix, now):
+    """Leaving an allowed corridor, even between two sparse fixes, raises an
+    alert unless the fix is at a registered place."""
+    left = geo.left_corridors(routes, (previous.lat, previous.lon), (fix.lat, fix.lon))
+    if left is None or service.find_place(session, lat=fix.lat, lon=fix.lon):
+        return
+    service.record_alert(
+        session,
+        dedup_key=f"corridor_left:{device.device_id}:{iso_utc(previous.time)}",
+        kind="corridor_left",
+        start=previous.time,
+        end=fix.time,
+        message=f"Left the allowed corridor {left.place_id}.",
+        raised_by="tracking",
+        now=now,
+        device=device,
+        lat=fix.lat,
+        lon=fix.lon,
+        place_id=left.place_id,
+        detail={"from": {"lat": previous.lat, "lon": previous.lon}},
+    )
+
+
+def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
+    """Telemetry on a day after the truck's or hauler's licence ran out raises
+    one alert per day, spanning the day so that every trip of it carries it."""
+    valid_until = device.licence_valid_until
+    if valid_until is None:
+        return
+    days = sorted({fix.time.date() for fix in fixes if fix.time.date() > valid_until})
+    for day in days:
+        first = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        service.record_alert(
+            session,
+            dedup_key=f"licence_invalid:{device.device_id}:{day.isoformat()}",
+            kind="licence_invalid",
+            start=first,
+            end=first + timedelta(days=1) - timedelta(seconds=1),
+            message=f"Operating on {day} with a licence valid until {valid_until}.",
+            raised_by="tracking",
+            now=now,
+            device=device,
+            detail={"licence_valid_until": valid_until.isoformat()},
+        )
 
 
 def _dumping_message(cluster: Cluster) -> str:

@@ -92,6 +92,15 @@ class MotionState(Base):
     # Whether the cluster was checked against places once it ran long.
     cluster_checked: Mapped[bool] = mapped_column(Boolean, default=False)
     cluster_alert_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Where the trip now going on began: the end of the last stop or break.
+    trip_start_time: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    trip_start_lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trip_start_lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The trip's distance and fixes so far, and up to the cluster's first fix.
+    trip_distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trip_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cluster_trip_distance_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cluster_trip_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Position(Base):
@@ -142,6 +151,27 @@ class Stop(Base):
     point_count: Mapped[int] = mapped_column(Integer)
     place_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     place_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DeviceTrip(Base):
+    """Movement between two stops (or telemetry breaks), long enough to count."""
+
+    __tablename__ = "device_trips"
+    __table_args__ = (
+        UniqueConstraint("device_id", "start", name="uq_device_trips_start"),
+        Index("ix_device_trips_device_end", "device_id", "end"),
+    )
+
+    id: Mapped[int] = mapped_column(Counter, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ID)
+    start: Mapped[datetime] = mapped_column(Timestamp)
+    end: Mapped[datetime] = mapped_column(Timestamp)
+    start_lat: Mapped[float] = mapped_column(Float)
+    start_lon: Mapped[float] = mapped_column(Float)
+    end_lat: Mapped[float] = mapped_column(Float)
+    end_lon: Mapped[float] = mapped_column(Float)
+    distance_m: Mapped[float] = mapped_column(Float)
+    point_count: Mapped[int] = mapped_column(Integer)
 
 
 class Alert(Base):

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-PlaceKind = Literal["community", "plant", "depot"]
+PlaceKind = Literal["community", "plant", "depot", "corridor"]
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 # Kinds other services may raise; tracking raises its own kinds itself.
 ExternalAlertKind = Literal[
@@ -72,6 +72,32 @@ class IngestOut(BaseModel):
     received: int
     accepted: int
     dropped: dict[str, int]
+
+
+class DeviceTripOut(BaseModel):
+    id: int
+    device_id: str
+    start: datetime
+    end: datetime
+    duration_s: int
+    distance_m: int
+    point_count: int
+    start_lat: float
+    start_lon: float
+    end_lat: float
+    end_lon: float
+
+
+class DayOut(BaseModel):
+    day: date
+    distance_m: int
+    point_count: int
+    trip_count: int
+
+
+class DaysOut(BaseModel):
+    device_id: str
+    days: list[DayOut]
 
 
 class StopOut(BaseModel):

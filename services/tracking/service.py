@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -18,6 +19,7 @@ from services.tracking.models import (
     Alert,
     AlertBatch,
     Device,
+    DeviceTrip,
     Drop,
     MotionState,
     Place,
@@ -61,9 +63,11 @@ class UnknownTrip(NotFound):
 def put_place(
     session: Session, *, place_id: str, data: PlaceIn, now: datetime
 ) -> tuple[Place, bool]:
-    """Creates or replaces a place; returns it and whether it is new."""
+    """Creates or replaces a place; returns it and whether it is new. A corridor
+    is a LineString grown by radius_m on each side."""
+    kinds = ("LineString",) if data.kind == "corridor" else ("Point", "Polygon")
     try:
-        geometry = geo.parse_geometry(data.geometry)
+        geometry = geo.parse_geometry(data.geometry, kinds)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise Unprocessable(str(exc), slug="invalid-geometry") from exc
     min_lat, max_lat, min_lon, max_lon = geo.bounds_with_margin(geometry, data.radius_m)
@@ -77,6 +81,7 @@ def put_place(
     place.min_lat, place.max_lat = min_lat, max_lat
     place.min_lon, place.max_lon = min_lon, max_lon
     place.updated_at = now
+    _corridor_cache.pop(str(session.get_bind().url), None)
     log.info("tracking.place_saved", place_id=place_id, kind=data.kind)
     return place, created
 
@@ -108,6 +113,22 @@ def get_device(session: Session, device_id: str) -> Device:
     return device
 
 
+def device_for_ingest(session: Session, device_id: str) -> tuple[Device, MotionState]:
+    """The device and its motion row, locked, in one round trip."""
+    row = session.execute(
+        select(Device, MotionState)
+        .join(MotionState, MotionState.device_id == Device.device_id)
+        .where(Device.device_id == device_id)
+        .with_for_update(of=MotionState)
+    ).first()
+    if row is None:
+        device = get_device(session, device_id)
+        state = MotionState(device_id=device_id, cluster_count=0)
+        session.add(state)
+        return device, state
+    return row[0], row[1]
+
+
 def check_device_access(principal: Principal, device_id: str) -> None:
     """A device posts and reads only as itself."""
     if principal.role == Role.DEVICE and principal.sub != device_id:
@@ -118,9 +139,11 @@ def check_device_access(principal: Principal, device_id: str) -> None:
 
 
 def find_place(session: Session, *, lat: float, lon: float) -> Place | None:
-    """The registered place a point is at (nearest if several), or None."""
+    """The registered place a point is at (nearest if several), or None;
+    corridors are routes, not places."""
     candidates = session.scalars(
         select(Place).where(
+            Place.kind != "corridor",
             Place.min_lat <= lat,
             Place.max_lat >= lat,
             Place.min_lon <= lon,
@@ -134,6 +157,29 @@ def find_place(session: Session, *, lat: float, lon: float) -> Place | None:
         if distance <= place.radius_m and distance < best_distance:
             best, best_distance = place, distance
     return best
+
+
+# Corridors per database URL: (monotonic expiry, parsed corridors).
+_corridor_cache: dict[str, tuple[float, list[geo.Corridor]]] = {}
+
+
+def corridors(session: Session, *, max_age_s: float) -> list[geo.Corridor]:
+    """The registered corridors, read again at most every max_age_s seconds."""
+    key = str(session.get_bind().url)
+    cached = _corridor_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    rows = session.execute(
+        select(Place.place_id, Place.geometry, Place.radius_m).where(
+            Place.kind == "corridor"
+        )
+    ).all()
+    parsed = [
+        geo.Corridor(place_id, geo.parse_geometry(geometry, ("LineString",)), radius)
+        for place_id, geometry, radius in rows
+    ]
+    _corridor_cache[key] = (time.monotonic() + max_age_s, parsed)
+    return parsed
 
 
 # Alerts --------------------------------------------------------------------
@@ -611,10 +657,30 @@ def trip_view(session: Session, trip: Trip) -> dict[str, Any]:
 
 
 def trip_geojson(session: Session, trip: Trip) -> dict[str, Any]:
-    """The trip as a GeoJSON FeatureCollection: its path, stops and alerts."""
+    """The batch's trip as a GeoJSON FeatureCollection: path, stops, alerts."""
     body = trip.entry["statement"]["body"]
-    start, end = as_utc(trip.start), as_utc(trip.end)
-    points = points_between(session, device_id=trip.device_id, start=start, end=end)
+    return _replay(
+        session,
+        device_id=trip.device_id,
+        window=(as_utc(trip.start), as_utc(trip.end)),
+        stops=body["stops"],
+        alert_ids=body["alert_ids"],
+        properties={"batch_id": trip.batch_id, "distance_m": body["distance_m"]},
+    )
+
+
+def _replay(
+    session: Session,
+    *,
+    device_id: str,
+    window: tuple[datetime, datetime],
+    stops: list[dict[str, Any]],
+    alert_ids: list[str],
+    properties: dict[str, Any],
+) -> dict[str, Any]:
+    points = points_between(
+        session, device_id=device_id, start=window[0], end=window[1]
+    )
     features: list[dict[str, Any]] = [
         {
             "type": "Feature",
@@ -624,15 +690,14 @@ def trip_geojson(session: Session, trip: Trip) -> dict[str, Any]:
             },
             "properties": {
                 "role": "path",
-                "batch_id": trip.batch_id,
+                **properties,
                 "times": [iso_utc(t) for t, _, _ in points],
-                "distance_m": body["distance_m"],
             },
         }
     ]
-    for stop in body["stops"]:
+    for stop in stops:
         features.append(_point_feature(stop["lat"], stop["lon"], "stop", stop))
-    for alert_id in body["alert_ids"]:
+    for alert_id in alert_ids:
         alert = session.get(Alert, alert_id)
         if alert is not None and alert.lat is not None:
             view = alert_view(session, alert)
@@ -693,4 +758,166 @@ def delete_stops_after(session: Session, *, device_id: str, after: datetime | No
     query = delete(Stop).where(Stop.device_id == device_id)
     if after is not None:
         query = query.where(Stop.start > after)
+    session.execute(query, execution_options={"synchronize_session": False})
+
+
+# Trips from motion ---------------------------------------------------------
+
+
+def record_device_trip(
+    session: Session,
+    *,
+    config: TrackingConfig,
+    device_id: str,
+    start: tuple[datetime, float, float],
+    end: tuple[datetime, float, float],
+    distance_m: float,
+    point_count: int,
+) -> DeviceTrip | None:
+    """Stores movement between two stops if it is long enough to be a trip."""
+    if (end[0] - start[0]).total_seconds() < config.min_trip_s:
+        return None
+    if distance_m < config.min_trip_distance_m:
+        return None
+    trip = DeviceTrip(
+        device_id=device_id,
+        start=start[0],
+        end=end[0],
+        start_lat=start[1],
+        start_lon=start[2],
+        end_lat=end[1],
+        end_lon=end[2],
+        distance_m=distance_m,
+        point_count=point_count,
+    )
+    session.add(trip)
+    log.info(
+        "tracking.trip_detected", device_id=device_id, distance_m=round(distance_m)
+    )
+    return trip
+
+
+def delete_trips_from(session: Session, *, device_id: str, since: datetime | None):
+    """Forgets the device's trips that start at or after `since` (all if None)."""
+    query = delete(DeviceTrip).where(DeviceTrip.device_id == device_id)
+    if since is not None:
+        query = query.where(DeviceTrip.start >= since)
     session.execute(query)
+
+
+def device_trips(
+    session: Session, *, device_id: str, start: datetime, end: datetime
+) -> list[DeviceTrip]:
+    """The device's trips overlapping [start, end], oldest first."""
+    return list(
+        session.scalars(
+            select(DeviceTrip)
+            .where(
+                DeviceTrip.device_id == device_id,
+                DeviceTrip.start <= end,
+                DeviceTrip.end >= start,
+            )
+            .order_by(DeviceTrip.start)
+        )
+    )
+
+
+def get_device_trip(session: Session, *, device_id: str, trip_id: int) -> DeviceTrip:
+    trip = session.get(DeviceTrip, trip_id)
+    if trip is None or trip.device_id != device_id:
+        raise UnknownTrip(f"Device {device_id!r} has no trip {trip_id}.")
+    return trip
+
+
+def device_trip_view(trip: DeviceTrip) -> dict[str, Any]:
+    start, end = as_utc(trip.start), as_utc(trip.end)
+    return {
+        "id": trip.id,
+        "device_id": trip.device_id,
+        "start": start,
+        "end": end,
+        "duration_s": int((end - start).total_seconds()),
+        "distance_m": round(trip.distance_m),
+        "point_count": trip.point_count,
+        "start_lat": trip.start_lat,
+        "start_lon": trip.start_lon,
+        "end_lat": trip.end_lat,
+        "end_lon": trip.end_lon,
+    }
+
+
+def device_trip_geojson(
+    session: Session, *, config: TrackingConfig, trip: DeviceTrip
+) -> dict[str, Any]:
+    """A trip from motion as GeoJSON: its path, the stops at its ends and the
+    alerts raised during it."""
+    start, end = as_utc(trip.start), as_utc(trip.end)
+    stops = stops_between(
+        session, config=config, device_id=trip.device_id, start=start, end=end
+    )
+    alert_ids = session.scalars(
+        select(Alert.id)
+        .where(
+            Alert.device_id == trip.device_id, Alert.start <= end, Alert.end >= start
+        )
+        .order_by(Alert.start, Alert.id)
+    ).all()
+    view = {k: _jsonable(v) for k, v in device_trip_view(trip).items()}
+    return _replay(
+        session,
+        device_id=trip.device_id,
+        window=(start, end),
+        stops=[_clipped_stop(stop, stop["start"], stop["end"]) for stop in stops],
+        alert_ids=list(alert_ids),
+        properties={"trip_id": trip.id, "distance_m": view["distance_m"]},
+    )
+
+
+MAX_DAYS = 92
+
+
+def daily_distance(
+    session: Session,
+    *,
+    config: TrackingConfig,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+) -> list[dict[str, Any]]:
+    """Distance, fixes and trips per UTC day. A step counts for the day it
+    began; a step over a silence that breaks trips (the truck was off, its
+    path unknown) does not count."""
+    if end - start > timedelta(days=MAX_DAYS):
+        raise Unprocessable(
+            f"Ask for at most {MAX_DAYS} days at a time.", slug="window-too-long"
+        )
+    points = points_between(session, device_id=device_id, start=start, end=end)
+    days: dict[date, dict[str, Any]] = {}
+    for t, _, _ in points:
+        days.setdefault(t.date(), {"day": t.date(), "distance_m": 0.0})
+    for (t, lat1, lon1), (t2, lat2, lon2) in pairwise(points):
+        if (t2 - t).total_seconds() < config.trip_break_s:
+            days[t.date()]["distance_m"] += geo.haversine_m(lat1, lon1, lat2, lon2)
+    counts = _per_day([t for t, _, _ in points])
+    trips = _per_day(
+        [
+            as_utc(t.start)
+            for t in device_trips(session, device_id=device_id, start=start, end=end)
+        ]
+    )
+    return [
+        {
+            **day,
+            "distance_m": round(day["distance_m"]),
+            "point_count": counts.get(key, 0),
+            "trip_count": trips.get(key, 0),
+        }
+        for key, day in sorted(days.items())
+    ]
+
+
+def _per_day(times: list[datetime]) -> dict[date, int]:
+    counts: dict[date, int] = {}
+    for t in times:
+        counts[t.date()] = counts.get(t.date(), 0) + 1
+    return counts

@@ -1,0 +1,164 @@
+"""Daily range partitions of positions on PostgreSQL, created ahead of the
+fixes that need them and dropped after the retention period. SQLite keeps one
+plain table, and every function here leaves it alone.
+
+Run `python -m services.tracking.partitions` from cron (or a Kubernetes
+CronJob) to create the coming days and drop expired ones; the service also
+does both when it starts, and creates a missing day on demand.
+"""
+
+import argparse
+import threading
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+import structlog
+from sqlalchemy import Connection, Engine, text
+
+from services.tracking.config import TrackingConfig
+from shared.db import is_sqlite, make_engine
+from shared.settings import get_settings
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+PREFIX = "positions_p"
+# Days known to have a partition, per database URL, in this process.
+_known: dict[str, set[date]] = {}
+_known_lock = threading.Lock()
+
+
+def partition_name(day: date) -> str:
+    return f"{PREFIX}{day:%Y%m%d}"
+
+
+def partition_positions(connection: Connection) -> None:
+    """Turns the plain positions table into a partitioned one, keeping its rows."""
+    run = connection.exec_driver_sql
+    run("ALTER TABLE positions RENAME TO positions_plain")
+    run("ALTER TABLE positions_plain RENAME CONSTRAINT positions_pkey TO plain_pkey")
+    run(
+        "CREATE TABLE positions (LIKE positions_plain INCLUDING DEFAULTS) "
+        "PARTITION BY RANGE (fix_time)"
+    )
+    run(
+        "ALTER TABLE positions ADD CONSTRAINT positions_pkey "
+        "PRIMARY KEY (device_id, fix_time)"
+    )
+    days = run(
+        "SELECT DISTINCT (fix_time AT TIME ZONE 'UTC')::date FROM positions_plain"
+    ).scalars()
+    for day in days:
+        _create(connection, day)
+    run("INSERT INTO positions SELECT * FROM positions_plain")
+    run("DROP TABLE positions_plain")
+
+
+def unpartition_positions(connection: Connection) -> None:
+    """Turns positions back into one plain table, keeping its rows."""
+    run = connection.exec_driver_sql
+    run("CREATE TABLE positions_plain (LIKE positions INCLUDING DEFAULTS)")
+    run("INSERT INTO positions_plain SELECT * FROM positions")
+    run("DROP TABLE positions")
+    run("ALTER TABLE positions_plain RENAME TO positions")
+    run(
+        "ALTER TABLE positions ADD CONSTRAINT positions_pkey "
+        "PRIMARY KEY (device_id, fix_time)"
+    )
+
+
+def _create(connection: Connection, day: date) -> None:
+    following = day + timedelta(days=1)
+    connection.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF positions "
+        f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') "
+        f"TO ('{following.isoformat()} 00:00:00+00')"
+    )
+
+
+def existing_days(connection: Connection) -> set[date]:
+    """The days that have a partition of positions."""
+    names = connection.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname = 'positions' AND pg_table_is_visible(p.oid)"
+        )
+    ).scalars()
+    return {
+        datetime.strptime(name[len(PREFIX) :], "%Y%m%d").date()
+        for name in names
+        if name.startswith(PREFIX)
+    }
+
+
+def _lock(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('positions'))"))
+
+
+def ensure_days(engine: Engine, days: Iterable[date]) -> None:
+    """Makes sure each day has a partition; cheap when this process knows it."""
+    if is_sqlite(engine):
+        return
+    key = str(engine.url)
+    wanted = set(days)
+    with _known_lock:
+        missing = wanted - _known.setdefault(key, set())
+    if not missing:
+        return
+    with engine.begin() as connection:
+        _lock(connection)
+        present = existing_days(connection)
+        for day in sorted(missing - present):
+            _create(connection, day)
+            log.info("tracking.partition_created", day=day.isoformat())
+    with _known_lock:
+        _known[key] |= present | missing
+
+
+def drop_expired(engine: Engine, *, now: datetime, retention_days: int) -> list[date]:
+    """Drops the partitions whose whole day is older than the retention period."""
+    if is_sqlite(engine):
+        return []
+    cutoff = (now - timedelta(days=retention_days)).date()
+    with engine.begin() as connection:
+        _lock(connection)
+        expired = sorted(day for day in existing_days(connection) if day < cutoff)
+        for day in expired:
+            connection.exec_driver_sql(f"DROP TABLE {partition_name(day)}")
+            log.info("tracking.partition_dropped", day=day.isoformat())
+    with _known_lock:
+        _known.setdefault(str(engine.url), set()).difference_update(expired)
+    return expired
+
+
+def maintain(engine: Engine, config: TrackingConfig, now: datetime) -> list[date]:
+    """Creates today's and the coming days' partitions, drops expired ones."""
+    today = now.date()
+    ahead = range(-1, config.partitions_ahead_days + 1)
+    ensure_days(engine, [today + timedelta(days=n) for n in ahead])
+    if config.retention_days is None:
+        return []
+    return drop_expired(engine, now=now, retention_days=config.retention_days)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Create coming position partitions and drop expired ones."
+    )
+    parser.add_argument("--database-url", help="default: the tracking database")
+    parser.add_argument("--retention-days", type=int, help="override the setting")
+    args = parser.parse_args(argv)
+    url = args.database_url or get_settings().database_url("tracking")
+    config = TrackingConfig()
+    if args.retention_days is not None:
+        config = config.model_copy(update={"retention_days": args.retention_days})
+    engine = make_engine(url)
+    dropped = maintain(engine, config, utcnow())
+    engine.dispose()
+    print(f"dropped {len(dropped)} partition(s)")
+
+
+if __name__ == "__main__":
+    main()
