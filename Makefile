@@ -9,12 +9,12 @@ POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 LINTED := shared services tests $(wildcard bench)
 
 .PHONY: run test test-sqlite test-postgres browser up lint format clean install \
-	bench-tracking bench-trading
+	bench-tracking bench-trading bench-ledger
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -60,6 +60,9 @@ bench-tracking: $(STAMP)
 
 bench-trading: $(STAMP)
 	$(BIN)/python bench/trading.py
+
+bench-ledger: $(STAMP)
+	$(BIN)/python bench/ledger.py
 
 clean:
 	rm -rf .salvage .pytest_cache .hypothesis .ruff_cache

@@ -11,12 +11,14 @@ JSON state file and insists every later one is consistent with it.
 import copy
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.canonical import b64, unb64
 from shared.crypto import key_id as key_id_of
@@ -27,17 +29,26 @@ from shared.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from shared.note import Checkpoint, NoteError, parse_verifier_key, verify_checkpoint
+from shared.note import (
+    Checkpoint,
+    NoteError,
+    open_note,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from shared.note import verifier_key as verifier_key_string
 from shared.statements import (
     SEAL,
     KeyInfo,
     LoggedEntry,
     RuleViolation,
     check_chain,
+    check_signatures,
     decode_leaf,
 )
 
 PAGE_SIZE = 1000
+KEY_HISTORY_FORMAT = "salvage-log-keys/1"
 
 
 @dataclass
@@ -125,6 +136,8 @@ class LedgerReader:
         """GETs JSON; failures name the entry index `about` when given."""
         try:
             return self._get(path, params).json()
+        except AuditFailure as failure:
+            raise AuditFailure(failure.reason, about) from failure
         except LookupError as exc:
             raise AuditFailure(f"the ledger has nothing at {path}", about) from exc
         except ValueError as exc:
@@ -155,6 +168,19 @@ class LedgerReader:
             return self._get(f"/v1/keys/{key_id}").json()
         except LookupError:
             return None
+
+    def checkpoints(self, after: int) -> list[dict[str, Any]]:
+        body = self._json("/v1/checkpoints", None, {"after": after})
+        items = body.get("checkpoints") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise AuditFailure("the ledger's checkpoint list is malformed")
+        return items
+
+    def key_history(self) -> str:
+        try:
+            return self._get("/v1/log-keys").text
+        except LookupError as exc:
+            raise AuditFailure("the ledger serves no key history") from exc
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         return self._json(f"/v1/batches/{batch_id}")
@@ -193,15 +219,36 @@ def trusted_checkpoint(
     state = load_state(state_file)
     key = verifier_key or (state.verifier_key if state else reader.verifier_key())
     if state is not None and state.verifier_key != key:
-        raise AuditFailure("the pinned verifier key differs from the remembered one")
+        _check_rotation(reader, state.verifier_key, key)
     note = reader.checkpoint_note()
-    checkpoint = open_checkpoint(note, key)
-    if state is not None:
-        _check_consistent(reader, state, checkpoint)
+    try:
+        checkpoint = open_checkpoint(note, key)
+        if state is not None:
+            _check_consistent(reader, state, checkpoint)
+    except AuditFailure as failure:
+        first = state.size if state is not None else 0
+        index = failure.index if failure.index is not None else first
+        raise AuditFailure(failure.reason, index) from failure
     save_state(
         state_file, WitnessState(key, checkpoint.size, b64(checkpoint.root), note)
     )
     return checkpoint, key
+
+
+def _check_rotation(reader: LedgerReader, old_key: str, new_key: str) -> None:
+    """Accepts a newly pinned log key only if its key history names the
+    remembered key as an earlier key of the same log."""
+    old, new = parse_verifier_key(old_key), parse_verifier_key(new_key)
+    if old.name != new.name:
+        raise AuditFailure(
+            f"the pinned key is for log {new.name}, the remembered one for {old.name}"
+        )
+    history = log_key_history(reader.key_history(), new_key)
+    if key_id_of(old.public_key) not in {item.key_id for item in history[:-1]}:
+        raise AuditFailure(
+            "the pinned verifier key differs from the remembered one, and the "
+            "log's key history does not name the remembered key as an earlier key"
+        )
 
 
 def _check_consistent(
@@ -211,7 +258,8 @@ def _check_consistent(
     if checkpoint.size < state.size:
         raise AuditFailure(
             f"the log shrank: it shows size {checkpoint.size}, but size "
-            f"{state.size} was seen before"
+            f"{state.size} was seen before",
+            checkpoint.size,
         )
     proof = reader.consistency(state.size, checkpoint.size) if state.size else []
     if not verify_consistency(
@@ -221,6 +269,53 @@ def _check_consistent(
             f"checkpoint {checkpoint.size} is not consistent with the "
             f"remembered checkpoint {state.size}: the log was forked or rewritten"
         )
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """One of the ledger's keys and the log size from which it signs."""
+
+    key_id: str
+    public_key: Ed25519PublicKey
+    from_size: int
+    origin: str = ""
+
+
+def log_key_history(note: str, verifier_key: str) -> list[LogKey]:
+    """The ledger's key history from its signed note, oldest first, once the
+    note verifies with the pinned key and that key is the last listed."""
+    verifier = parse_verifier_key(verifier_key)
+    try:
+        text = open_note(note, verifier)
+    except NoteError as exc:
+        raise AuditFailure(f"the key history does not verify: {exc}") from exc
+    lines = text.rstrip("\n").split("\n")
+    if lines[:2] != [KEY_HISTORY_FORMAT, verifier.name] or len(lines) < 3:
+        raise AuditFailure("the key history is not for this log")
+    history = [_log_key(line, verifier.name) for line in lines[2:]]
+    sizes = [item.from_size for item in history]
+    if sizes != sorted(sizes):
+        raise AuditFailure("the key history is out of order")
+    if history[-1].key_id != key_id_of(verifier.public_key):
+        raise AuditFailure("the key history does not end with the pinned key")
+    return history
+
+
+def _log_key(line: str, origin: str) -> LogKey:
+    try:
+        key_id, public, from_size = line.split(" ")
+        key = LogKey(key_id, public_key_from_b64(public), int(from_size), origin)
+    except ValueError as exc:
+        raise AuditFailure(f"a key history line is malformed: {line!r}") from exc
+    if key_id_of(key.public_key) != key_id:
+        raise AuditFailure(f"key {key_id} in the key history has a wrong ID")
+    return key
+
+
+def seal_key_at(history: Sequence[LogKey], index: int) -> LogKey:
+    """The ledger key that was signing when the log had `index` entries."""
+    active = [item for item in history if item.from_size <= index]
+    return active[-1] if active else history[0]
 
 
 def _report(check: str, run: Callable[[AuditReport], None]) -> AuditReport:
@@ -256,6 +351,106 @@ def audit_checkpoint(
         _note_checkpoint(report, checkpoint)
 
     return _report("checkpoint", run)
+
+
+def audit_checkpoints(
+    ledger: str | httpx.Client,
+    *,
+    state_file: Path | None = None,
+    verifier_key: str | None = None,
+) -> AuditReport:
+    """Checks every past checkpoint the log lists: each is signed by the log
+    key of its time, its listed size and root are the signed ones, each is
+    consistent with the one before, the last is the head, and the one this
+    auditor remembers is still there, unchanged."""
+
+    def run(report: AuditReport) -> None:
+        reader = LedgerReader(ledger)
+        remembered = load_state(state_file)
+        head, key = trusted_checkpoint(
+            reader, state_file=state_file, verifier_key=verifier_key
+        )
+        _note_checkpoint(report, head)
+        history = log_key_history(reader.key_history(), key)
+        seen: dict[int, bytes] = {}
+        previous: Checkpoint | None = None
+        for item in _all_checkpoints(reader):
+            checkpoint = _listed_checkpoint(item, history, previous)
+            if previous is not None:
+                _consecutive(reader, previous, checkpoint)
+            seen[checkpoint.size], previous = checkpoint.root, checkpoint
+            report.checked += 1
+        if previous is None or (previous.size, previous.root) != (head.size, head.root):
+            raise AuditFailure("the last listed checkpoint is not the head", head.size)
+        if remembered is not None and seen.get(remembered.size) != unb64(
+            remembered.root
+        ):
+            raise AuditFailure(
+                f"the remembered checkpoint of size {remembered.size} is no longer "
+                "listed as it was",
+                remembered.size,
+            )
+
+    return _report("checkpoints", run)
+
+
+def _all_checkpoints(reader: LedgerReader) -> Iterable[dict[str, Any]]:
+    after = -1
+    while True:
+        page = reader.checkpoints(after)
+        if not page:
+            return
+        yield from page
+        size = page[-1].get("size") if isinstance(page[-1], dict) else None
+        if not isinstance(size, int) or size <= after:
+            raise AuditFailure("the ledger's checkpoint list does not advance")
+        after = size
+
+
+def _listed_checkpoint(
+    item: Any, history: Sequence[LogKey], previous: Checkpoint | None
+) -> Checkpoint:
+    """One listed checkpoint, verified with the key signing at its size;
+    failures name the first entry it commits to beyond the previous one."""
+    first = previous.size if previous else 0
+    if not isinstance(item, dict) or not isinstance(item.get("size"), int):
+        raise AuditFailure("a listed checkpoint is malformed", first)
+    size = item["size"]
+    signer = seal_key_at(history, size)
+    verifier = parse_verifier_key(history_verifier(history, signer))
+    try:
+        checkpoint = verify_checkpoint(
+            str(item.get("note")), verifier, origin=verifier.name
+        )
+    except NoteError as exc:
+        raise AuditFailure(
+            f"checkpoint of size {size} does not verify with key "
+            f"{signer.key_id}: {exc}",
+            first,
+        ) from exc
+    if checkpoint.size != size or b64(checkpoint.root) != item.get("root"):
+        raise AuditFailure(
+            f"checkpoint listed as size {size} signs size {checkpoint.size} and "
+            "another root",
+            first,
+        )
+    if previous is not None and size <= previous.size:
+        raise AuditFailure(f"checkpoint of size {size} is out of order", first)
+    return checkpoint
+
+
+def history_verifier(history: Sequence[LogKey], key: LogKey) -> str:
+    """The verifier key string of one of the log's keys."""
+    return verifier_key_string(history[0].origin, key.public_key)
+
+
+def _consecutive(reader: LedgerReader, old: Checkpoint, new: Checkpoint) -> None:
+    proof = reader.consistency(old.size, new.size) if old.size else []
+    if not verify_consistency(old.size, new.size, old.root, new.root, proof):
+        raise AuditFailure(
+            f"checkpoint {new.size} is not consistent with checkpoint {old.size}",
+            old.size,
+        )
 
 
 # Entries and seals
@@ -323,24 +518,89 @@ def audit_seals(
 ) -> AuditReport:
     """For each seal: its inclusion, the ledger's signature on it, and the
     inclusion, signatures and rules of every chain entry it names."""
+    refs = [{"index": index} for index in seal_indices]
+    return _audit_seal_refs(
+        "seals", LedgerReader(ledger_url), refs, state_file, verifier_key
+    )
+
+
+def _audit_seal_refs(
+    check: str,
+    reader: LedgerReader,
+    refs: Iterable[dict[str, Any]],
+    state_file: Path | None,
+    verifier_key: str | None,
+) -> AuditReport:
+    """Audits seals named by index, each optionally with the leaf hash and
+    batch ID its referrer (a credit's provenance) says it has."""
 
     def run(report: AuditReport) -> None:
-        reader = LedgerReader(ledger_url)
         checkpoint, key = trusted_checkpoint(
             reader, state_file=state_file, verifier_key=verifier_key
         )
         _note_checkpoint(report, checkpoint)
         keys = _RemoteKeys(reader)
-        for index in seal_indices:
-            seal = included_entry(reader, index, checkpoint)
+        history = log_key_history(reader.key_history(), key)
+        for ref in refs:
+            seal = included_entry(reader, ref["index"], checkpoint)
+            _matches_ref(seal, ref)
             chain = [
                 included_entry(reader, item["index"], checkpoint)
                 for item in _seal_refs(seal)
             ]
-            verify_seal(seal, chain, key, keys.lookup(seal, *chain))
+            verify_seal(seal, chain, history, keys.lookup(seal, *chain))
             report.checked += 1
 
-    return _report("seals", run)
+    return _report(check, run)
+
+
+def _matches_ref(seal: LoggedEntry, ref: dict[str, Any]) -> None:
+    if "leaf_hash" in ref and ref["leaf_hash"] != b64(seal.leaf_hash):
+        raise AuditFailure(
+            "the logged seal is not the one the credit names", seal.index
+        )
+    if "batch_id" in ref and ref["batch_id"] != seal.statement.get("batch_id"):
+        raise AuditFailure(
+            f"the seal is of batch {seal.statement.get('batch_id')}, "
+            f"not {ref['batch_id']}",
+            seal.index,
+        )
+
+
+def audit_serials(
+    ledger: str | httpx.Client,
+    trading: str | httpx.Client,
+    serials: Iterable[str],
+    *,
+    state_file: Path | None = None,
+    verifier_key: str | None = None,
+) -> AuditReport:
+    """Audits every seal behind each credit serial, as trading's public
+    provenance names them (batch, index, leaf hash)."""
+    refs: list[dict[str, Any]] = []
+    try:
+        for serial in serials:
+            refs.extend(_provenance_seals(trading, serial))
+    except AuditFailure as failure:
+        return AuditReport("serials", False, reason=failure.reason)
+    return _audit_seal_refs(
+        "serials", LedgerReader(ledger), refs, state_file, verifier_key
+    )
+
+
+def _provenance_seals(trading: str | httpx.Client, serial: str) -> list[dict]:
+    reader = LedgerReader(trading)
+    body = reader._json(f"/v1/credits/{serial}/provenance")
+    seals = body.get("seals") if isinstance(body, dict) else None
+    if not isinstance(seals, list) or not seals:
+        raise AuditFailure(f"trading names no seals behind {serial}")
+    for seal in seals:
+        if not isinstance(seal, dict) or not isinstance(seal.get("index"), int):
+            raise AuditFailure(f"trading's provenance of {serial} is malformed")
+    return [
+        {key: seal[key] for key in ("index", "leaf_hash", "batch_id") if key in seal}
+        for seal in seals
+    ]
 
 
 def audit_batches(
@@ -375,6 +635,7 @@ class _RemoteKeys:
     def __init__(self, reader: LedgerReader) -> None:
         self.reader = reader
         self.cache: dict[str, KeyInfo | None] = {}
+        self.revoked_at: dict[str, int | None] = {}
 
     def lookup(self, *entries: LoggedEntry) -> dict[str, KeyInfo | None]:
         for entry in entries:
@@ -383,7 +644,27 @@ class _RemoteKeys:
                 if key_id not in self.cache:
                     record = self.reader.party_key(key_id)
                     self.cache[key_id] = key_info(record, entry.index)
+                    self.revoked_at[key_id] = (record or {}).get("revoked_at_size")
         return self.cache
+
+    def check(self, entry: LoggedEntry) -> None:
+        """Re-verifies an entry's signatures: a key revoked after the entry
+        was logged still vouches for it; one revoked before does not."""
+        keys = self.lookup(entry)
+        for signature in entry.signatures:
+            revoked = self.revoked_at.get(signature["key_id"])
+            if isinstance(revoked, int) and revoked <= entry.index:
+                raise AuditFailure(
+                    f"signed by key {signature['key_id']}, revoked when the log "
+                    f"had {revoked} entries",
+                    entry.index,
+                )
+        try:
+            check_signatures(
+                entry.statement, entry.signatures, keys, allow_revoked=True
+            )
+        except RuleViolation as exc:
+            raise AuditFailure(f"{exc.rule}: {exc.detail}", entry.index) from exc
 
 
 def key_info(record: dict[str, Any] | None, index: int | None) -> KeyInfo | None:
@@ -426,18 +707,22 @@ def _seal_refs(seal: LoggedEntry) -> list[dict[str, Any]]:
 def verify_seal(
     seal: LoggedEntry,
     chain: Sequence[LoggedEntry],
-    verifier_key: str,
+    history: Sequence[LogKey],
     keys: dict[str, KeyInfo | None],
 ) -> None:
-    """Checks the ledger's signature on a seal and re-derives the seal body
+    """Checks the ledger's signature on a seal (by the key that was signing
+    at the seal's index, per the key history) and re-derives the seal body
     from the chain entries it names: links, order, signatures and masses."""
-    ledger_public = parse_verifier_key(verifier_key).public_key
-    ledger_id = key_id_of(ledger_public)
-    signatures = [s for s in seal.signatures if s["key_id"] == ledger_id]
+    ledger = seal_key_at(history, seal.index)
+    signatures = [s for s in seal.signatures if s["key_id"] == ledger.key_id]
     if not signatures or not verify_statement(
-        ledger_public, seal.statement, signatures[0]["signature"]
+        ledger.public_key, seal.statement, signatures[0]["signature"]
     ):
-        raise AuditFailure("the seal is not signed by the log's key", seal.index)
+        raise AuditFailure(
+            f"the seal is not signed by the log's key {ledger.key_id}, which "
+            f"was signing from size {ledger.from_size}",
+            seal.index,
+        )
     for ref, entry in zip(_seal_refs(seal), chain, strict=True):
         if ref["leaf_hash"] != b64(entry.leaf_hash):
             raise AuditFailure(
@@ -483,6 +768,7 @@ def verify_bundle(
             report.notes.append("verifier key taken from the bundle itself")
         checkpoint = open_checkpoint(str(bundle.get("checkpoint", "")), key)
         _note_checkpoint(report, checkpoint)
+        history = _bundled_history(bundle, key, report)
         entries = [_bundled_entry(item, checkpoint) for item in _items(bundle)]
         report.checked = len(entries)
         keys = {
@@ -502,9 +788,22 @@ def verify_bundle(
                         f"the bundle lacks entry {ref['index']}", ref["index"]
                     )
                 chain.append(by_index[ref["index"]])
-            verify_seal(seal, chain, key, keys)
+            verify_seal(seal, chain, history, keys)
 
     return _report("bundle", run)
+
+
+def _bundled_history(
+    bundle: dict[str, Any], key: str, report: AuditReport
+) -> list[LogKey]:
+    """The bundle's signed key history; without one, the pinned key alone."""
+    note = bundle.get("key_history")
+    if isinstance(note, str):
+        return log_key_history(note, key)
+    report.notes.append("no key history in the bundle: seals need the pinned key")
+    verifier = parse_verifier_key(key)
+    public = verifier.public_key
+    return [LogKey(key_id_of(public), public, 0, verifier.name)]
 
 
 def _items(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -542,10 +841,15 @@ def replay(
     verifier_key: str | None = None,
     page_size: int = PAGE_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    signatures: bool = False,
+    proofs: bool = False,
 ) -> AuditReport:
     """Streams every entry, recomputes the root in O(log n) memory and
     compares it with the signed checkpoint. Each page's prefix is checked
-    with a consistency proof, so a bad entry is found and named by index."""
+    with a consistency proof, so a bad entry is found and named by index.
+    With signatures, every leaf is also decoded as a valid entry and its
+    signatures re-verified; with proofs, every entry's served inclusion
+    proof is checked too (O(n log n) work)."""
 
     def run(report: AuditReport) -> None:
         reader = LedgerReader(ledger)
@@ -553,11 +857,12 @@ def replay(
             reader, state_file=state_file, verifier_key=verifier_key
         )
         _note_checkpoint(report, checkpoint)
+        check = _RemoteKeys(reader).check if signatures else None
         stream = StreamingRoot()
-        for start in range(0, checkpoint.size, page_size):
-            end = min(start + page_size, checkpoint.size)
+        prefetch = not isinstance(ledger, httpx.Client)
+        for start, end, rows in _pages(reader, checkpoint.size, page_size, prefetch):
             before = copy.deepcopy(stream)
-            hashes = _page_hashes(reader.entries(start, end), start, end)
+            hashes = _page_hashes(rows, start, end, check)
             for hashed in hashes:
                 stream.push(hashed)
             if not _prefix_consistent(reader, stream, end, checkpoint):
@@ -566,6 +871,8 @@ def replay(
                     "the entry differs from the one the signed checkpoint commits to",
                     bad,
                 )
+            if proofs:
+                _check_paths(reader, hashes, start, checkpoint)
             report.checked = end
             if progress is not None:
                 progress(end, checkpoint.size)
@@ -573,7 +880,46 @@ def replay(
     return _report("replay", run)
 
 
-def _page_hashes(rows: list[dict[str, Any]], start: int, end: int) -> list[bytes]:
+def _pages(
+    reader: LedgerReader, size: int, page_size: int, prefetch: bool
+) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """The log's entries page by page; with prefetch, the next page is read
+    while the caller checks this one (two pages in memory at most)."""
+    bounds = [(s, min(s + page_size, size)) for s in range(0, size, page_size)]
+    if not prefetch:
+        for start, end in bounds:
+            yield start, end, reader.entries(start, end)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(reader.entries, *bounds[0]) if bounds else None
+        for number, (start, end) in enumerate(bounds):
+            rows = pending.result()
+            if number + 1 < len(bounds):
+                pending = pool.submit(reader.entries, *bounds[number + 1])
+            yield start, end, rows
+
+
+def _check_paths(
+    reader: LedgerReader, hashes: list[bytes], start: int, checkpoint: Checkpoint
+) -> None:
+    """Each entry's served inclusion proof, for leaves already known good."""
+    for index, hashed in enumerate(hashes, start=start):
+        proof = reader.inclusion(index, checkpoint.size)
+        if not verify_inclusion(hashed, index, checkpoint.size, proof, checkpoint.root):
+            raise AuditFailure(
+                "the served inclusion proof does not verify, though the leaf is "
+                "the one the signed root commits to: the log's stored tree "
+                "nodes are damaged",
+                index,
+            )
+
+
+def _page_hashes(
+    rows: list[dict[str, Any]],
+    start: int,
+    end: int,
+    check: Callable[[LoggedEntry], None] | None = None,
+) -> list[bytes]:
     hashes = []
     for expected, row in zip(range(start, end), [*rows, None], strict=False):
         if row is None or row.get("index") != expected:
@@ -587,7 +933,8 @@ def _page_hashes(rows: list[dict[str, Any]], start: int, end: int) -> list[bytes
             raise AuditFailure(
                 "the leaf bytes do not hash to the served leaf_hash", expected
             )
-        _decoded(expected, hashed, leaf)
+        if check is not None:
+            check(_decoded(expected, hashed, leaf))
         hashes.append(hashed)
     if len(rows) != end - start:
         raise AuditFailure("the log serves extra entries", end)

@@ -16,11 +16,14 @@ from shared.audit import (
     LedgerReader,
     audit_batches,
     audit_checkpoint,
+    audit_checkpoints,
     audit_entries,
     audit_seals,
+    audit_serials,
     replay,
     verify_bundle,
 )
+from shared.provenance import verify_credit_bundle
 from shared.settings import get_settings
 
 console = Console()
@@ -91,6 +94,19 @@ def checkpoint(
     )
 
 
+@audit_app.command("checkpoints")
+def checkpoints_command(
+    ledger_url: LedgerUrl = None, state_file: StateFile = None, key: VerifierKey = None
+) -> None:
+    """Verify every past checkpoint: signatures across key rotations, listed
+    roots, consistency of each with the one before, and the remembered one."""
+    _finish(
+        audit_checkpoints(
+            _url(ledger_url), state_file=_state(state_file), verifier_key=key
+        )
+    )
+
+
 @audit_app.command()
 def entries(
     index: Annotated[list[int], typer.Option("--index", help="Entry index.")],
@@ -133,6 +149,30 @@ def batch(
 
 
 @audit_app.command()
+def serial(
+    serials: Annotated[list[str], typer.Argument(help="Credit serials.")],
+    trading_url: Annotated[
+        str | None,
+        typer.Option("--trading-url", help="Trading base URL (default from settings)."),
+    ] = None,
+    ledger_url: LedgerUrl = None,
+    state_file: StateFile = None,
+    key: VerifierKey = None,
+) -> None:
+    """Verify every seal behind each credit serial, as trading's provenance
+    names them: inclusion, the ledger's signature and each seal's chain."""
+    _finish(
+        audit_serials(
+            _url(ledger_url),
+            trading_url or get_settings().trading_url,
+            serials,
+            state_file=_state(state_file),
+            verifier_key=key,
+        )
+    )
+
+
+@audit_app.command()
 def export(
     batch_id: Annotated[str, typer.Argument(help="Batch ID.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file.")],
@@ -144,26 +184,56 @@ def export(
     console.print(f"bundle of batch {batch_id} written to {output}")
 
 
+def _read_bundle(file: Path, check: str) -> dict:
+    """Reads a saved bundle, or prints why it cannot and exits 1."""
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        console.print(f"[bold red]FAIL[/] {check}: cannot read {file}: {exc}")
+        raise typer.Exit(code=1) from exc
+    if not isinstance(content, dict):
+        console.print(f"[bold red]FAIL[/] {check}: the file is not a bundle")
+        raise typer.Exit(code=1)
+    return content
+
+
 @audit_app.command()
 def bundle(
     file: Annotated[Path, typer.Argument(help="A bundle saved by `export`.")],
     key: VerifierKey = None,
 ) -> None:
-    """Verify an offline proof bundle with no network."""
-    try:
-        content = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        console.print(f"[bold red]FAIL[/] bundle: cannot read {file}: {exc}")
-        raise typer.Exit(code=1) from exc
-    if not isinstance(content, dict):
-        console.print("[bold red]FAIL[/] bundle: the file is not a bundle")
-        raise typer.Exit(code=1)
-    _finish(verify_bundle(content, verifier_key=key))
+    """Verify a batch's offline proof bundle with no network."""
+    _finish(verify_bundle(_read_bundle(file, "bundle"), verifier_key=key))
+
+
+@audit_app.command("credit-bundle")
+def credit_bundle(
+    file: Annotated[
+        Path,
+        typer.Argument(help="A bundle from trading's /v1/credits/{serial}/bundle."),
+    ],
+    key: VerifierKey = None,
+) -> None:
+    """Verify a credit serial's provenance bundle with no network: issuance,
+    every seal and custody entry behind it, the quantification and the
+    retirements, each proven against the bundle's signed checkpoint."""
+    content = _read_bundle(file, "credit-bundle")
+    _finish(verify_credit_bundle(content, verifier_key=key))
 
 
 @audit_app.command("replay")
 def replay_command(
-    ledger_url: LedgerUrl = None, state_file: StateFile = None, key: VerifierKey = None
+    ledger_url: LedgerUrl = None,
+    state_file: StateFile = None,
+    key: VerifierKey = None,
+    signatures: Annotated[
+        bool,
+        typer.Option("--signatures", help="Also re-verify every entry's signatures."),
+    ] = False,
+    proofs: Annotated[
+        bool,
+        typer.Option("--proofs", help="Also check every entry's inclusion proof."),
+    ] = False,
 ) -> None:
     """Stream the whole log and recompute its root against the checkpoint."""
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
@@ -178,5 +248,7 @@ def replay_command(
             state_file=_state(state_file),
             verifier_key=key,
             progress=advance,
+            signatures=signatures,
+            proofs=proofs,
         )
     _finish(report)

@@ -1,5 +1,7 @@
 """HTTP routes of the ledger and its app factory."""
 
+import functools
+import json
 from typing import Annotated
 
 import httpx
@@ -26,6 +28,7 @@ from services.ledger.schemas import (
     SealList,
     SealOut,
 )
+from services.ledger.sequencer import Sequencer
 from services.ledger.service import LogSigner, Submission
 from shared.app import create_service_app, get_session
 from shared.auth import Principal, Role, require
@@ -54,7 +57,12 @@ def get_config(request: Request) -> LedgerConfig:
     return request.app.state.ledger_config
 
 
+def get_sequencer(request: Request) -> Sequencer:
+    return request.app.state.sequencer
+
+
 SignerDep = Annotated[LogSigner, Depends(get_signer)]
+SequencerDep = Annotated[Sequencer, Depends(get_sequencer)]
 ConfigDep = Annotated[LedgerConfig, Depends(get_config)]
 
 
@@ -107,14 +115,13 @@ def get_key(key_id: Annotated[KeyId, Path()], session: SessionDep) -> dict:
 def append_entry(
     body: EntryIn,
     response: Response,
-    session: SessionDep,
-    signer: SignerDep,
-    config: ConfigDep,
+    sequencer: SequencerDep,
     _: ServiceCaller,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> dict:
-    """Verifies a signed statement and appends it to the log. A repeat with
-    the same Idempotency-Key and entry answers 200 with the same index."""
+    """Verifies a signed statement and appends it to the log, batched with
+    the appends that arrive meanwhile. A repeat with the same
+    Idempotency-Key and entry answers 200 with the same index."""
     key = check_key(idempotency_key)
     if key.startswith(service.RESERVED_KEY_PREFIX):
         raise Unprocessable(
@@ -122,17 +129,9 @@ def append_entry(
             "ledger's own.",
             slug="idempotency-key-reserved",
         )
-    submission = Submission(key=key, entry=body.model_dump())
-    [outcome] = service.append_entries(
-        session,
-        submissions=[submission],
-        signer=signer,
-        max_bytes=config.max_entry_bytes,
-    )
+    outcome = sequencer.submit(Submission(key=key, entry=body.model_dump()))
     if outcome.problem is not None:
-        session.rollback()
         raise outcome.problem
-    session.commit()
     response.status_code = 201 if outcome.appended.created else 200
     return outcome.appended.to_dict()
 
@@ -143,14 +142,16 @@ def list_entries(
     config: ConfigDep,
     start: Index,
     end: Index,
-) -> dict:
-    """Entries [start, end) exactly as stored, for streaming audits."""
+) -> Response:
+    """Entries [start, end) exactly as stored, for streaming audits (written
+    straight to JSON: a page holds up to max_range entries)."""
     if end < start or end - start > config.max_range:
         raise Unprocessable(
             f"Ask for start <= end and at most {config.max_range} entries.",
             slug="range-invalid",
         )
-    return service.entries_range(session, start=start, end=end)
+    page = service.entries_range(session, start=start, end=end)
+    return Response(json.dumps(page), media_type="application/json")
 
 
 @router.get("/entries/{index}", response_model=EntryOut, tags=["audit"])
@@ -171,6 +172,14 @@ def get_checkpoint(session: SessionDep) -> PlainTextResponse:
 def get_verifier_key(signer: SignerDep) -> PlainTextResponse:
     """The log's note verifier key: name+hexkeyid+base64(0x01 || key)."""
     return PlainTextResponse(signer.verifier_key + "\n", media_type=TEXT)
+
+
+@router.get("/log-keys", response_class=PlainTextResponse, tags=["audit"])
+def get_log_keys(session: SessionDep, signer: SignerDep) -> PlainTextResponse:
+    """The ledger's key history, oldest first, as a note signed by the
+    current key: "<key id> <base64 public key> <from size>" per line."""
+    note = service.key_history_note(session, signer=signer)
+    return PlainTextResponse(note, media_type=TEXT)
 
 
 @router.get("/checkpoints", response_model=CheckpointList, tags=["audit"])
@@ -240,6 +249,12 @@ def list_seals(
     return service.list_seals(session, after=after, limit=_limit(limit, config))
 
 
+def _append(
+    session: Session, submissions: list[Submission], **options
+) -> list[service.Outcome]:
+    return service.append_entries(session, submissions=submissions, **options)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -266,6 +281,11 @@ def create_app(
     )
     app.state.signer = signer
     app.state.ledger_config = config
+    app.state.sequencer = Sequencer(
+        app.state.sessions,
+        functools.partial(_append, signer=signer, max_bytes=config.max_entry_bytes),
+        max_batch=config.max_batch,
+    )
     app.state.clients = clients or {}
     app.include_router(router)
     return app

@@ -17,6 +17,9 @@ class LedgerConfig(BaseSettings):
     max_range: int = 1000
     # Most items returned by one listing (seals, checkpoints).
     max_page: int = 1000
+    # Most concurrent appends written in one transaction and checkpoint;
+    # 1 turns cross-request batching off.
+    max_batch: int = Field(default=1000, ge=1)
 
 
 @lru_cache

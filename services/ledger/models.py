@@ -87,6 +87,10 @@ class PartyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+    # The log size when the key was revoked: entries below it stay valid.
+    revoked_at_size: Mapped[int | None] = mapped_column(BigInteger)
+    # For the ledger's own keys: the log size from which the key signs.
+    active_from_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Batch(Base):

@@ -45,6 +45,7 @@ class KeyOut(BaseModel):
     kinds: list[str]
     revoked_at: str | None
     revoke_reason: str | None
+    revoked_at_size: int | None = None
 
 
 class RevokeIn(Strict):
@@ -142,5 +143,6 @@ class BundleOut(BaseModel):
     batch_id: str
     verifier_key: str
     checkpoint: str
+    key_history: str
     entries: list[BundleEntry]
     keys: list[KeyOut]

@@ -1,6 +1,7 @@
 """The ledger's domain logic: party keys, serialized appends with their
 checkpoints, automatic batch seals, and the reads behind proofs."""
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from shared.note import (
     NoteError,
     parse_verifier_key,
     sign_checkpoint,
+    sign_note,
     verifier_key,
     verify_checkpoint,
 )
@@ -35,6 +37,7 @@ from shared.problems import (
     NotFound,
     PayloadTooLarge,
     Problem,
+    ServiceUnavailable,
     Unprocessable,
 )
 from shared.statements import (
@@ -130,6 +133,7 @@ def key_to_dict(key: PartyKey) -> dict[str, Any]:
         "kinds": list(key.kinds),
         "revoked_at": iso_utc(key.revoked_at) if key.revoked_at else None,
         "revoke_reason": key.revoke_reason,
+        "revoked_at_size": key.revoked_at_size,
     }
 
 
@@ -202,13 +206,16 @@ def _check_key_request(
 
 
 def revoke_key(session: Session, *, key_id: str, reason: str) -> PartyKey:
-    """Revokes a key so it signs nothing more; revoking twice keeps the first."""
+    """Revokes a key so it signs nothing more; revoking twice keeps the first.
+    The log size at that moment is kept: entries below it stay valid."""
+    head = _lock_head(session)
     key = get_key(session, key_id=key_id)
     if key.party_kind == "service" and key.party_id == LEDGER_PARTY_ID:
         raise Conflict("The ledger's own key is rotated, not revoked.", slug="own-key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoke_reason = reason
+        key.revoked_at_size = head.size
         session.flush()
         log.info("ledger.key_revoked", key_id=key_id)
     return key
@@ -221,9 +228,10 @@ def get_key(session: Session, *, key_id: str) -> PartyKey:
     return key
 
 
-def register_own_key(session: Session, *, signer: LogSigner) -> None:
-    """Registers the ledger's key as the one that signs batch seals."""
-    register_key(
+def register_own_key(session: Session, *, signer: LogSigner, size: int) -> None:
+    """Registers the ledger's key as the one that signs batch seals and
+    checkpoints from log size `size` on (a rotation when it is new)."""
+    key, created = register_key(
         session,
         key_id=signer.key_id,
         public_key=public_key_b64(signer.key),
@@ -231,6 +239,36 @@ def register_own_key(session: Session, *, signer: LogSigner) -> None:
         party_id=LEDGER_PARTY_ID,
         kinds=[SEAL],
     )
+    if created or key.active_from_size is None:
+        key.active_from_size = size
+        session.flush()
+        log.info("ledger.own_key_active", key_id=signer.key_id, from_size=size)
+
+
+def own_keys(session: Session) -> list[PartyKey]:
+    """The ledger's keys, oldest first: its key history."""
+    return list(
+        session.scalars(
+            select(PartyKey)
+            .where(
+                PartyKey.party_kind == "service",
+                PartyKey.party_id == LEDGER_PARTY_ID,
+            )
+            .order_by(PartyKey.active_from_size, PartyKey.created_at)
+        )
+    )
+
+
+KEY_HISTORY_FORMAT = "salvage-log-keys/1"
+
+
+def key_history_note(session: Session, *, signer: LogSigner) -> str:
+    """The ledger's key history as a signed note the current key vouches
+    for: one line per key, "<key id> <base64 public key> <from size>"."""
+    lines = [KEY_HISTORY_FORMAT, signer.origin]
+    for key in own_keys(session):
+        lines.append(f"{key.key_id} {key.public_key} {key.active_from_size or 0}")
+    return sign_note("\n".join(lines) + "\n", signer.origin, signer.key)
 
 
 def _key_infos(session: Session, key_ids: Iterable[str]) -> dict[str, KeyInfo]:
@@ -260,6 +298,29 @@ def _lock_head(session: Session) -> LogHead:
     return session.execute(
         select(LogHead).where(LogHead.id == HEAD_ID).with_for_update()
     ).scalar_one()
+
+
+def _lock_for_signing(session: Session, signer: LogSigner) -> LogHead:
+    """Takes the append lock, refusing to sign with a key that a rotation
+    has replaced (a worker still running with the old key)."""
+    head = _lock_head(session)
+    newest = session.scalar(
+        select(PartyKey.key_id)
+        .where(PartyKey.party_kind == "service", PartyKey.party_id == LEDGER_PARTY_ID)
+        .order_by(
+            PartyKey.active_from_size.desc().nulls_last(),
+            PartyKey.created_at.desc(),
+        )
+        .limit(1)
+    )
+    if newest != signer.key_id:
+        log.error("ledger.key_superseded", key_id=signer.key_id, newest=newest)
+        raise ServiceUnavailable(
+            f"This worker's log key {signer.key_id} was rotated out for {newest}; "
+            "it signs nothing more until restarted with the new key.",
+            slug="log-key-superseded",
+        )
+    return head
 
 
 def prepare_leaf(entry: Any, *, max_bytes: int) -> bytes:
@@ -292,14 +353,14 @@ def append_entries(
 ) -> list[Outcome]:
     """Appends entries under the log lock, seals batches they complete and
     signs one checkpoint for the new size. The caller commits."""
-    head = _lock_head(session)
-    tree = TreeAppender(session, head.size)
+    head = _lock_for_signing(session, signer)
+    work = _AppendBatch(session, TreeAppender(session, head.size), submissions)
     outcomes: list[Outcome] = []
     touched: list[str] = []
     for submission in submissions:
         try:
             leaf = prepare_leaf(submission.entry, max_bytes=max_bytes)
-            outcome = _append_one(session, tree, submission.key, leaf)
+            outcome = work.append(submission.key, leaf)
         except Problem as problem:
             log.info("ledger.entry_refused", rule=problem.slug, key=submission.key)
             outcomes.append(Outcome(problem=problem))
@@ -309,35 +370,67 @@ def append_entries(
         if outcome.appended.created and batch_id and batch_id not in touched:
             touched.append(batch_id)
     for batch_id in touched:
-        _seal_if_ready(session, tree=tree, batch_id=batch_id, signer=signer)
-    _commit_tree(session, head=head, tree=tree, signer=signer)
-    return [_with_size(session, outcome) for outcome in outcomes]
+        _seal_if_ready(session, tree=work.tree, batch_id=batch_id, signer=signer)
+    _commit_tree(session, head=head, tree=work.tree, signer=signer)
+    return [_with_size(session, o, work.tree.size) for o in outcomes]
 
 
-def _append_one(session: Session, tree: TreeAppender, key: str, leaf: bytes) -> Outcome:
-    existing = session.scalar(select(Entry).where(Entry.idempotency_key == key))
-    if existing is not None:
-        if existing.leaf != leaf:
-            raise Conflict(
-                "This Idempotency-Key was used with a different entry.",
-                slug="idempotency-key-reused",
+class _AppendBatch:
+    """One transaction's appends: idempotency keys and signers' keys are
+    fetched for the whole batch in two queries, and new rows are written
+    together when the session next flushes."""
+
+    def __init__(
+        self, session: Session, tree: TreeAppender, submissions: Sequence[Submission]
+    ) -> None:
+        self.session, self.tree = session, tree
+        keys = {submission.key for submission in submissions}
+        rows = session.execute(
+            select(Entry.idempotency_key, Entry.index, Entry.leaf).where(
+                Entry.idempotency_key.in_(keys)
             )
-        return Outcome(Appended(existing.index, existing.leaf_hash, 0, created=False))
-    entry = decode_leaf(leaf)
-    statement = entry["statement"]
-    if statement["kind"] == SEAL:
-        raise EntryRefused(
-            "Only the ledger appends batch.seal statements.", slug="kind-reserved"
         )
-    try:
-        keys = _key_infos(session, (s["key_id"] for s in entry["signatures"]))
-        check_signatures(statement, entry["signatures"], keys)
-        if statement.get("batch_id") is not None:
-            check_next(statement, batch_history(session, statement["batch_id"]))
-    except RuleViolation as exc:
-        raise EntryRefused(exc.detail, slug=exc.rule) from exc
-    index = _insert(session, tree, leaf, statement, key)
-    return Outcome(Appended(index, hash_leaf(leaf), 0, created=True))
+        self.seen = {row.idempotency_key: (row.index, row.leaf) for row in rows}
+        self.keys = _key_infos(session, _signer_ids(submissions))
+
+    def append(self, key: str, leaf: bytes) -> Outcome:
+        if key in self.seen:
+            index, stored = self.seen[key]
+            if stored != leaf:
+                raise Conflict(
+                    "This Idempotency-Key was used with a different entry.",
+                    slug="idempotency-key-reused",
+                )
+            return Outcome(Appended(index, hash_leaf(leaf), 0, created=False))
+        entry = json.loads(leaf)  # canonical and shape-checked by prepare_leaf
+        statement = entry["statement"]
+        if statement["kind"] == SEAL:
+            raise EntryRefused(
+                "Only the ledger appends batch.seal statements.", slug="kind-reserved"
+            )
+        try:
+            check_signatures(statement, entry["signatures"], self.keys)
+            if statement.get("batch_id") is not None:
+                history = batch_history(self.session, statement["batch_id"])
+                check_next(statement, history)
+        except RuleViolation as exc:
+            raise EntryRefused(exc.detail, slug=exc.rule) from exc
+        index = _insert(self.session, self.tree, leaf, statement, key)
+        self.seen[key] = (index, leaf)
+        return Outcome(Appended(index, hash_leaf(leaf), 0, created=True))
+
+
+def _signer_ids(submissions: Sequence[Submission]) -> set[str]:
+    """Key IDs named by the submissions' signatures, however malformed."""
+    found = set()
+    for submission in submissions:
+        entry = submission.entry
+        signatures = entry.get("signatures") if isinstance(entry, dict) else None
+        for signature in signatures if isinstance(signatures, list) else []:
+            key_id = signature.get("key_id") if isinstance(signature, dict) else None
+            if isinstance(key_id, str):
+                found.add(key_id)
+    return found
 
 
 def _insert(
@@ -347,6 +440,8 @@ def _insert(
     statement: dict[str, Any],
     key: str,
 ) -> int:
+    """Adds a leaf to the tree and its row to the session (written at the
+    next flush, together with the other rows of the batch)."""
     leaf_hash = hash_leaf(leaf)
     index = tree.append(leaf_hash)
     session.add(
@@ -360,8 +455,7 @@ def _insert(
             created_at=utcnow(),
         )
     )
-    session.flush()
-    log.info(
+    log.debug(
         "ledger.entry_appended",
         index=index,
         kind=statement["kind"],
@@ -395,15 +489,18 @@ def _sign_checkpoint(
     return row
 
 
-def _with_size(session: Session, outcome: Outcome) -> Outcome:
-    """Fills in the size of the first checkpoint that covers the entry."""
+def _with_size(session: Session, outcome: Outcome, new_size: int) -> Outcome:
+    """Fills in the size of the first checkpoint that covers the entry: the
+    one just signed for a new entry, an earlier one for a replay."""
     if outcome.appended is None:
         return outcome
-    appended = outcome.appended
-    size = session.scalar(
-        select(func.min(CheckpointRow.size)).where(CheckpointRow.size > appended.index)
-    )
-    return Outcome(Appended(appended.index, appended.leaf_hash, size, appended.created))
+    a = outcome.appended
+    size = new_size
+    if not a.created:
+        size = session.scalar(
+            select(func.min(CheckpointRow.size)).where(CheckpointRow.size > a.index)
+        )
+    return Outcome(Appended(a.index, a.leaf_hash, size, a.created))
 
 
 def open_log(session: Session, *, signer: LogSigner) -> None:
@@ -412,16 +509,26 @@ def open_log(session: Session, *, signer: LogSigner) -> None:
     and re-signs the head checkpoint, same size and root, after a key
     rotation so that /v1/checkpoint verifies with /v1/key."""
     head = _lock_head(session)
-    register_own_key(session, signer=signer)
+    register_own_key(session, signer=signer, size=head.size)
     current = session.get(CheckpointRow, head.size)
     if current is None:
         _sign_checkpoint(session, size=head.size, root=head.root, signer=signer)
     elif not _signed_by(current.note, signer):
-        current.note = sign_checkpoint(
-            Checkpoint(signer.origin, head.size, head.root), signer.origin, signer.key
-        )
-        log.info("ledger.checkpoint_resigned", size=head.size, key_id=signer.key_id)
+        current.note = _cosigned(current.note, head.size, head.root, signer)
+        log.info("ledger.checkpoint_cosigned", size=head.size, key_id=signer.key_id)
     session.flush()
+
+
+def _cosigned(note: str, size: int, root: bytes, signer: LogSigner) -> str:
+    """Adds the new key's signature to a checkpoint note, keeping the old
+    ones: the same size and root, now verifiable with either key."""
+    fresh = sign_checkpoint(
+        Checkpoint(signer.origin, size, root), signer.origin, signer.key
+    )
+    body, _, signature = fresh.rpartition("\n\n")
+    if not note.startswith(body + "\n\n"):
+        raise LogDamaged(f"The head checkpoint's body is not that of size {size}.")
+    return note + signature
 
 
 def _signed_by(note: str, signer: LogSigner) -> bool:
@@ -513,7 +620,7 @@ def _record_batch(
 
 def seal_batch(session: Session, *, batch_id: str, signer: LogSigner) -> SealAttempt:
     """Tries to seal a batch now; the caller commits, refusal or not."""
-    head = _lock_head(session)
+    head = _lock_for_signing(session, signer)
     history = batch_history(session, batch_id)
     if not history:
         raise NotFound(f"Batch {batch_id} has no entries.", slug="batch-not-found")
@@ -635,6 +742,7 @@ def bundle(session: Session, *, batch_id: str, signer: LogSigner) -> dict[str, A
         "batch_id": batch_id,
         "verifier_key": signer.verifier_key,
         "checkpoint": checkpoint.note,
+        "key_history": key_history_note(session, signer=signer),
         "entries": entries,
         "keys": sorted((key_to_dict(key) for key in keys), key=lambda k: k["key_id"]),
     }
@@ -692,8 +800,8 @@ def entries_range(session: Session, *, start: int, end: int) -> dict[str, Any]:
             f"end {end} is beyond the log's checkpointed size {size}.",
             slug="range-beyond-log",
         )
-    rows = session.scalars(
-        select(Entry)
+    rows = session.execute(
+        select(Entry.index, Entry.leaf, Entry.leaf_hash)
         .where(Entry.index >= start, Entry.index < end)
         .order_by(Entry.index)
     )

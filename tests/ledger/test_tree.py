@@ -215,6 +215,25 @@ def test_every_inclusion_proof_of_small_trees_matches_the_rfc(big_tree):
             assert verify_inclusion(rfc_leaf(LEAVES[index]), index, size, path, root)
 
 
+def test_every_tree_size_up_to_the_full_tree_matches_the_rfc(big_tree):
+    """Each size 1..TREE_SIZE: its root, the inclusion of its first, middle
+    and last leaves, and its consistency with sizes 1, size - 1 and every
+    power of two below, all as the RFC's recursive definitions give them."""
+    for size in range(1, TREE_SIZE + 1):
+        leaves = LEAVES[:size]
+        root = rfc_mth(leaves)
+        assert root_at(big_tree, size) == root
+        for index in {0, size // 2, size - 1}:
+            path = inclusion_proof(big_tree, index, size)
+            assert path == rfc_path(index, leaves)
+            assert verify_inclusion(rfc_leaf(LEAVES[index]), index, size, path, root)
+        olds = {1, size - 1, *(1 << k for k in range(size.bit_length()))}
+        for old in sorted(m for m in olds if 0 < m <= size):
+            proof = consistency_proof(big_tree, old, size)
+            assert proof == rfc_proof(old, leaves)
+            assert verify_consistency(old, size, rfc_mth(LEAVES[:old]), root, proof)
+
+
 def _flip(hashes: list[bytes], position: int) -> list[bytes]:
     changed = list(hashes)
     changed[position] = bytes([changed[position][0] ^ 0x08]) + changed[position][1:]

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
 from services.trading.methodology import load_factor_table
+from shared.audit_cli import audit_app
 from shared.canonical import canonical_json
 from shared.crypto import sign_statement
 from shared.provenance import recompute, seals_root, verify_credit_bundle
@@ -190,6 +192,31 @@ def test_the_command_line_passes_a_good_bundle_and_fails_a_bad_one(
     assert passed.stdout.startswith("PASS")
     assert failed.returncode == 1
     assert failed.stdout.startswith("FAIL")
+
+
+def test_salvage_audit_credit_bundle_passes_a_good_bundle_and_names_the_fault(
+    trading, retired, tmp_path, ledger
+):
+    bundle = download(trading, retired["serials"][0])
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(bundle))
+    bundle["seals"] = bundle["seals"][:1]
+    bad.write_text(json.dumps(bundle))
+    key = ledger.get("/v1/key").text
+    runner = CliRunner()
+
+    passed = runner.invoke(audit_app, ["credit-bundle", str(good), "--key", key])
+    failed = runner.invoke(audit_app, ["credit-bundle", str(bad)])
+    unreadable = runner.invoke(audit_app, ["credit-bundle", str(tmp_path / "none")])
+
+    assert passed.exit_code == 0, passed.output
+    assert "PASS credit-bundle" in passed.output
+    assert "2 sealed batch(es)" in passed.output
+    assert failed.exit_code == 1
+    assert "FAIL credit-bundle" in failed.output
+    assert "seal list" in failed.output
+    assert unreadable.exit_code == 1
+    assert "cannot read" in unreadable.output
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
