@@ -28,6 +28,7 @@ from services.tracking.models import (
     MotionState,
     Position,
     Stop,
+    Trip,
 )
 from services.tracking.motion import Cluster, Fix, MotionRules, Track, advance
 from services.tracking.osmand import RawFix
@@ -94,6 +95,7 @@ def ingest(
 
     result.accepted = len(stored_late) + len(accepted)
     _check_licence(session, device, [*stored_late, *accepted], now)
+    _check_summarised_trips(session, device, [*stored_late, *accepted], now)
     _count_drops(session, device.device_id, result, now)
     POINTS_ACCEPTED.inc(result.accepted)
     return result
@@ -659,6 +661,52 @@ def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
             device=device,
             detail={"licence_valid_until": valid_until.isoformat()},
         )
+
+
+def _check_summarised_trips(
+    session: Session, device: Device, fixes: list[RawFix], now: datetime
+) -> None:
+    """Fixes stored inside the window of a trip already summarised and signed
+    are kept, but the signed summary lacks them: one alert per batch says so
+    and counts them."""
+    if not fixes:
+        return
+    times = sorted(fix.time for fix in fixes)
+    trips = session.scalars(
+        select(Trip).where(
+            Trip.device_id == device.device_id,
+            Trip.start <= times[-1],
+            Trip.end >= times[0],
+        )
+    )
+    for trip in trips:
+        start, end = as_utc(trip.start), as_utc(trip.end)
+        inside = [t for t in times if start <= t <= end]
+        if inside:
+            _raise_late_fixes(session, device, trip.batch_id, inside, now)
+
+
+def _raise_late_fixes(session, device, batch_id: str, inside, now) -> None:
+    alert = service.record_alert(
+        session,
+        dedup_key=f"fix_after_summary:{batch_id}",
+        kind="fix_after_summary",
+        start=inside[0],
+        end=inside[-1],
+        message=(
+            f"Fixes arrived inside batch {batch_id}'s trip after its summary "
+            "was signed; the signed distance and stops do not include them."
+        ),
+        raised_by="tracking",
+        now=now,
+        device=device,
+        detail={"batch_id": batch_id, "fixes": 0},
+    )
+    alert.detail = {**alert.detail, "fixes": alert.detail["fixes"] + len(inside)}
+    alert.start = min(as_utc(alert.start), inside[0])
+    alert.end = max(as_utc(alert.end), inside[-1])
+    service.attach_alerts(session, batch_id=batch_id, alert_ids=[alert.id])
+    log.warning("tracking.fix_after_summary", batch_id=batch_id, fixes=len(inside))
 
 
 def _dumping_message(cluster: Cluster) -> str:

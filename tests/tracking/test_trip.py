@@ -16,6 +16,7 @@ from tests.tracking.conftest import (
     VEHICLE,
     at,
     drive,
+    fix,
     offset,
     post_batch,
     register_place,
@@ -239,3 +240,29 @@ def test_key_registration_is_queued_once_across_restarts(make_client, settings, 
     assert wait_for(lambda: len(ledger.received("PUT", "/v1/keys/")) >= 1)
     time.sleep(0.2)
     assert len(ledger.received("PUT", "/v1/keys/")) == 1
+
+
+def test_fixes_arriving_inside_a_summarised_trip_raise_one_alert_with_a_count(
+    client, device, device_token, service_auth
+):
+    collection_run(client, device_token, service_auth)
+    assert post_trip(client, service_auth).status_code == 201
+    signed = client.get("/v1/batches/batch-1/trip", headers=service_auth).json()
+    backfilled = fix(2.5, *offset(*HOME, east_m=25))
+    in_window = drive(1500, LAYBY, 0, 100, speed_mps=10)
+    after_window = drive(1900, LAYBY, 0, 100, speed_mps=10)
+
+    first = post_batch(client, device_token, [backfilled])
+    second = post_batch(client, device_token, in_window + after_window)
+
+    assert first.json()["accepted"] == 1
+    assert second.json()["accepted"] == len(in_window) + len(after_window)
+    listed = client.get(
+        "/v1/alerts", params={"batch_id": "batch-1"}, headers=service_auth
+    ).json()["alerts"]
+    [alert] = [a for a in listed if a["kind"] == "fix_after_summary"]
+    assert alert["detail"] == {"batch_id": "batch-1", "fixes": 1 + len(in_window)}
+    assert alert["start"] == backfilled["time"]
+    assert alert["end"] == in_window[-1]["time"]
+    again = client.get("/v1/batches/batch-1/trip", headers=service_auth).json()
+    assert again["entry"] == signed["entry"]
