@@ -97,10 +97,15 @@ def revoke_key(
     key_id: Annotated[KeyId, Path()],
     body: RevokeIn,
     session: SessionDep,
-    _: ServiceCaller,
+    caller: ServiceCaller,
 ) -> dict:
     """Revokes a key: from now on the ledger refuses entries it signs."""
-    key = service.revoke_key(session, key_id=key_id, reason=body.reason)
+    key = service.revoke_key(
+        session,
+        key_id=key_id,
+        reason=body.reason,
+        by_admin=caller.role == Role.ADMIN,
+    )
     session.commit()
     return service.key_to_dict(key)
 

@@ -6,6 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Base64 = Annotated[str, Field(max_length=200)]
+# Free text shown to auditors: printable, no control characters.
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]+$"
 
 
 class Strict(BaseModel):
@@ -33,7 +35,7 @@ class AppendOut(BaseModel):
 class KeyIn(Strict):
     public_key: Base64
     party_kind: Annotated[str, Field(max_length=32)]
-    party_id: Annotated[str, Field(min_length=1, max_length=200)]
+    party_id: Annotated[str, Field(min_length=1, max_length=200, pattern=PLAIN_TEXT)]
     kinds: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)]
 
 
@@ -49,7 +51,7 @@ class KeyOut(BaseModel):
 
 
 class RevokeIn(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: Annotated[str, Field(min_length=1, max_length=1000, pattern=PLAIN_TEXT)]
 
 
 class EntryOut(BaseModel):

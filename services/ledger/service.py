@@ -34,6 +34,7 @@ from shared.note import (
 )
 from shared.problems import (
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     Problem,
@@ -205,13 +206,21 @@ def _check_key_request(
         )
 
 
-def revoke_key(session: Session, *, key_id: str, reason: str) -> PartyKey:
+def revoke_key(
+    session: Session, *, key_id: str, reason: str, by_admin: bool
+) -> PartyKey:
     """Revokes a key so it signs nothing more; revoking twice keeps the first.
-    The log size at that moment is kept: entries below it stay valid."""
+    The log size at that moment is kept: entries below it stay valid. A
+    service's key is revoked only by an administrator, never by a service."""
     head = _lock_head(session)
     key = get_key(session, key_id=key_id)
     if key.party_kind == "service" and key.party_id == LEDGER_PARTY_ID:
         raise Conflict("The ledger's own key is rotated, not revoked.", slug="own-key")
+    if key.party_kind == "service" and not by_admin:
+        raise Forbidden(
+            "Only an administrator may revoke a service's key.",
+            slug="service-key-admin-only",
+        )
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoke_reason = reason

@@ -209,3 +209,28 @@ def test_the_ledger_registers_its_own_key_for_seals(client):
     assert name == "test.salvage/ledger"
     checkpoints = client.get("/v1/checkpoints").json()["checkpoints"]
     assert [c["size"] for c in checkpoints] == [0]
+
+
+def test_only_an_administrator_revokes_a_services_key(client, parties, auth_header):
+    tracking = parties.tracking.key_id
+    by_service = client.post(f"/v1/keys/{tracking}/revoke", json={"reason": "x"})
+    assert_refused(by_service, 403, "service-key-admin-only")
+    assert client.get(f"/v1/keys/{tracking}").json()["revoked_at"] is None
+
+    by_admin = client.post(
+        f"/v1/keys/{tracking}/revoke",
+        json={"reason": "key leaked"},
+        headers=auth_header("admin", sub="admin:ops"),
+    )
+    assert by_admin.status_code == 200, by_admin.text
+    assert by_admin.json()["revoke_reason"] == "key leaked"
+
+
+@pytest.mark.parametrize("reason", ["lost\n\x1b[31mFORGED", "a\x00b", "\x7f"])
+def test_a_revocation_reason_with_control_characters_is_refused(
+    client, parties, reason
+):
+    device = parties.device.key_id
+    response = client.post(f"/v1/keys/{device}/revoke", json={"reason": reason})
+    assert response.status_code == 422, response.text
+    assert client.get(f"/v1/keys/{device}").json()["revoked_at"] is None
