@@ -247,9 +247,6 @@ def _raw_fix(position) -> RawFix:
 
 
 def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
-    @app.api_route(
-        "/", methods=["GET", "POST"], response_model=IngestOut, tags=["telemetry"]
-    )
     def osmand(
         request: Request,
         payload: Annotated[OsmAndRequest, Depends(osmand_request)],
@@ -284,6 +281,16 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
                 device_id=device_id,
             )
         return _ingest_out(device_id, result)
+
+    for method in ("GET", "POST"):
+        app.add_api_route(
+            "/",
+            osmand,
+            methods=[method],
+            response_model=IngestOut,
+            tags=["telemetry"],
+            operation_id=f"osmand_{method.lower()}",
+        )
 
     @app.post(
         "/v1/devices/{device_id}/positions",
