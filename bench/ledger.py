@@ -289,11 +289,12 @@ def append_figures(backend: str, folder: Path, options: dict) -> dict:
     url = fresh_database(backend, name, folder)
     try:
         open_log(url, log_key, trading_key)
-        figures = {}
-        rate, mean_batch = appends_sequencer(
-            url, log_key, trading_key, options["batched"], options["threads"]
-        )
-        figures["sequencer"], figures["mean_batch"] = rate, mean_batch
+        figures = {"sequencer": []}
+        for threads in options["threads"]:
+            rate, mean_batch = appends_sequencer(
+                url, log_key, trading_key, options["batched"], threads
+            )
+            figures["sequencer"].append((threads, rate, mean_batch))
         token = issue_token(auth_key, sub="service:trading", role="service")
         with ledger_process(url, log_key, auth_key, folder, options["workers"]) as svc:
             figures["single"] = appends_single_http(
@@ -434,7 +435,8 @@ def audit_child(base: str, key: str, queue) -> None:
     kernel's ru_maxrss would include the parent's pages from before exec)."""
     with PeakMemory(os.getpid()) as memory:
         started = time.perf_counter()
-        report = replay(base, verifier_key=key, page_size=10_000)
+        page = int(os.environ.get("AUDIT_PAGE", "10000"))
+        report = replay(base, verifier_key=key, page_size=page)
         elapsed = time.perf_counter() - started
     queue.put((report.ok, report.reason, report.checked, elapsed, memory.peak))
 
@@ -504,10 +506,13 @@ def append_table(results: dict[str, dict], ceiling_rate: float) -> Table:
     for backend, figures in results.items():
         rows = [
             ("single: 1 HTTP client, 1 entry per transaction", figures["single"]),
-            (
-                f"batched: sequencer in-process "
-                f"(mean {figures['mean_batch']:.0f}/transaction)",
-                figures["sequencer"],
+            *(
+                (
+                    f"batched: sequencer in-process, {threads} submitters "
+                    f"(mean {mean_batch:.0f}/transaction)",
+                    rate,
+                )
+                for threads, rate, mean_batch in figures["sequencer"]
             ),
             ("batched: HTTP, concurrent clients", figures["http_batched"]),
         ]
@@ -574,7 +579,9 @@ def main(
     ] = "postgres",
     single: Annotated[int, typer.Option(help="Entries appended one by one.")] = 300,
     batched: Annotated[int, typer.Option(help="Entries appended batched.")] = 6000,
-    threads: Annotated[int, typer.Option(help="Sequencer submitter threads.")] = 64,
+    threads: Annotated[
+        str, typer.Option(help="Sequencer submitter threads, comma-separated.")
+    ] = "64,1000",
     clients: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 32,
     workers: Annotated[int, typer.Option(help="uvicorn workers for appends.")] = 2,
     samples: Annotated[int, typer.Option(help="Proofs timed at the big size.")] = 1000,
@@ -587,7 +594,7 @@ def main(
     options = {
         "single": single,
         "batched": batched,
-        "threads": threads,
+        "threads": [int(t) for t in threads.split(",") if t.strip()],
         "clients": clients,
         "workers": workers,
     }

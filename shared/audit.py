@@ -107,6 +107,18 @@ def save_state(path: Path | None, state: WitnessState) -> None:
     os.replace(staging, path)
 
 
+@dataclass(frozen=True)
+class _Body:
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class LedgerReader:
     """Reads the ledger's public paths; any failure becomes an AuditFailure."""
 
@@ -116,19 +128,24 @@ class LedgerReader:
         else:
             self.client = httpx.Client(base_url=ledger.rstrip("/"), timeout=timeout)
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> "_Body":
+        """GETs a path. The body is read by streaming, so that no httpx response
+        (a reference cycle, freed only by the cyclic collector) keeps a copy of
+        a page alive while the audit moves on."""
         try:
-            response = self.client.get(path, params=params)
+            with self.client.stream("GET", path, params=params) as response:
+                status = response.status_code
+                content = b"".join(response.iter_bytes())
         except httpx.HTTPError as exc:
             raise AuditFailure(f"cannot reach the ledger at {path}: {exc}") from exc
-        if response.status_code == 404:
+        body = _Body(content)
+        if status == 404:
             raise LookupError(path)
-        if not response.is_success:
+        if not 200 <= status < 300:
             raise AuditFailure(
-                f"the ledger answered {response.status_code} to {path}: "
-                f"{response.text[:300]}"
+                f"the ledger answered {status} to {path}: {body.text[:300]}"
             )
-        return response
+        return body
 
     def _json(
         self, path: str, about: int | None = None, params: dict | None = None

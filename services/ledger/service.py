@@ -22,6 +22,7 @@ from services.ledger.tree import (
 from shared.canonical import b64, canonical_json
 from shared.crypto import key_id as key_id_of
 from shared.crypto import public_key_b64, public_key_from_b64, sign_statement
+from shared.db import insert_rows
 from shared.merkle import leaf_hash as hash_leaf
 from shared.note import (
     Checkpoint,
@@ -363,7 +364,7 @@ def append_entries(
     """Appends entries under the log lock, seals batches they complete and
     signs one checkpoint for the new size. The caller commits."""
     head = _lock_for_signing(session, signer)
-    work = _AppendBatch(session, TreeAppender(session, head.size), submissions)
+    work = _AppendBatch(session, LogWriter(session, head.size), submissions)
     outcomes: list[Outcome] = []
     touched: list[str] = []
     for submission in submissions:
@@ -379,9 +380,9 @@ def append_entries(
         if outcome.appended.created and batch_id and batch_id not in touched:
             touched.append(batch_id)
     for batch_id in touched:
-        _seal_if_ready(session, tree=work.tree, batch_id=batch_id, signer=signer)
-    _commit_tree(session, head=head, tree=work.tree, signer=signer)
-    return [_with_size(session, o, work.tree.size) for o in outcomes]
+        _seal_if_ready(session, writer=work.writer, batch_id=batch_id, signer=signer)
+    _commit_tree(session, head=head, writer=work.writer, signer=signer)
+    return [_with_size(session, o, work.writer.size) for o in outcomes]
 
 
 class _AppendBatch:
@@ -390,9 +391,12 @@ class _AppendBatch:
     together when the session next flushes."""
 
     def __init__(
-        self, session: Session, tree: TreeAppender, submissions: Sequence[Submission]
+        self,
+        session: Session,
+        writer: "LogWriter",
+        submissions: Sequence[Submission],
     ) -> None:
-        self.session, self.tree = session, tree
+        self.session, self.writer = session, writer
         keys = {submission.key for submission in submissions}
         rows = session.execute(
             select(Entry.idempotency_key, Entry.index, Entry.leaf).where(
@@ -420,11 +424,12 @@ class _AppendBatch:
         try:
             check_signatures(statement, entry["signatures"], self.keys)
             if statement.get("batch_id") is not None:
+                self.writer.flush()
                 history = batch_history(self.session, statement["batch_id"])
                 check_next(statement, history)
         except RuleViolation as exc:
             raise EntryRefused(exc.detail, slug=exc.rule) from exc
-        index = _insert(self.session, self.tree, leaf, statement, key)
+        index = self.writer.add(leaf, statement, key)
         self.seen[key] = (index, leaf)
         return Outcome(Appended(index, hash_leaf(leaf), 0, created=True))
 
@@ -442,46 +447,59 @@ def _signer_ids(submissions: Sequence[Submission]) -> set[str]:
     return found
 
 
-def _insert(
-    session: Session,
-    tree: TreeAppender,
-    leaf: bytes,
-    statement: dict[str, Any],
-    key: str,
-) -> int:
-    """Adds a leaf to the tree and its row to the session (written at the
-    next flush, together with the other rows of the batch)."""
-    leaf_hash = hash_leaf(leaf)
-    index = tree.append(leaf_hash)
-    session.add(
-        Entry(
+class LogWriter:
+    """The entries and tree nodes one transaction adds, buffered and written
+    together (one multi-row insert each) when flushed."""
+
+    def __init__(self, session: Session, size: int) -> None:
+        self.session = session
+        self.tree = TreeAppender(session, size)
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def add(self, leaf: bytes, statement: dict[str, Any], key: str) -> int:
+        """Appends a leaf to the tree and buffers its row; returns its index."""
+        leaf_hash = hash_leaf(leaf)
+        index = self.tree.append(leaf_hash)
+        self.rows.append(
+            {
+                "index": index,
+                "leaf": leaf,
+                "leaf_hash": leaf_hash,
+                "kind": statement["kind"],
+                "batch_id": statement.get("batch_id"),
+                "idempotency_key": key,
+                "created_at": utcnow(),
+            }
+        )
+        log.debug(
+            "ledger.entry_appended",
             index=index,
-            leaf=leaf,
-            leaf_hash=leaf_hash,
             kind=statement["kind"],
             batch_id=statement.get("batch_id"),
-            idempotency_key=key,
-            created_at=utcnow(),
         )
-    )
-    log.debug(
-        "ledger.entry_appended",
-        index=index,
-        kind=statement["kind"],
-        batch_id=statement.get("batch_id"),
-    )
-    return index
+        return index
+
+    def flush(self) -> None:
+        """Writes what is buffered, so that queries in this transaction see it."""
+        if self.rows:
+            insert_rows(self.session, Entry.__table__, self.rows)
+            self.rows = []
+        self.tree.flush()
 
 
 def _commit_tree(
-    session: Session, *, head: LogHead, tree: TreeAppender, signer: LogSigner
+    session: Session, *, head: LogHead, writer: LogWriter, signer: LogSigner
 ) -> None:
-    if tree.size == head.size:
+    writer.flush()
+    if writer.size == head.size:
         return
-    tree.flush()
-    root = tree.root()
-    _sign_checkpoint(session, size=tree.size, root=root, signer=signer)
-    head.size, head.root, head.updated_at = tree.size, root, utcnow()
+    root = writer.tree.root()
+    _sign_checkpoint(session, size=writer.size, root=root, signer=signer)
+    head.size, head.root, head.updated_at = writer.size, root, utcnow()
     session.flush()
 
 
@@ -573,8 +591,9 @@ def batch_history(session: Session, batch_id: str) -> list[LoggedEntry]:
 
 
 def _seal_if_ready(
-    session: Session, *, tree: TreeAppender, batch_id: str, signer: LogSigner
+    session: Session, *, writer: LogWriter, batch_id: str, signer: LogSigner
 ) -> SealAttempt:
+    writer.flush()
     history = batch_history(session, batch_id)
     sealed = [entry.index for entry in history if entry.kind == SEAL]
     if sealed:
@@ -601,9 +620,7 @@ def _seal_if_ready(
         "statement": statement,
         "signatures": [sign_statement(signer.key, statement)],
     }
-    index = _insert(
-        session, tree, canonical_json(entry), statement, SEAL_KEY_PREFIX + batch_id
-    )
+    index = writer.add(canonical_json(entry), statement, SEAL_KEY_PREFIX + batch_id)
     _record_batch(session, batch_id, seal_index=index)
     log.info("ledger.batch_sealed", batch_id=batch_id, index=index)
     return SealAttempt(index)
@@ -641,9 +658,9 @@ def seal_batch(session: Session, *, batch_id: str, signer: LogSigner) -> SealAtt
             slug="not-ready",
             missing=missing,
         )
-    tree = TreeAppender(session, head.size)
-    attempt = _seal_if_ready(session, tree=tree, batch_id=batch_id, signer=signer)
-    _commit_tree(session, head=head, tree=tree, signer=signer)
+    writer = LogWriter(session, head.size)
+    attempt = _seal_if_ready(session, writer=writer, batch_id=batch_id, signer=signer)
+    _commit_tree(session, head=head, writer=writer, signer=signer)
     return attempt
 
 

@@ -3,10 +3,11 @@
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from services.ledger.models import Node as NodeRow
+from shared.db import insert_rows
 from shared.merkle import (
     EMPTY_ROOT,
     Node,
@@ -76,7 +77,7 @@ class TreeAppender:
     def flush(self) -> None:
         """Writes the buffered nodes in the caller's transaction."""
         if self.pending:
-            self.session.execute(insert(NodeRow), self.pending)
+            insert_rows(self.session, NodeRow.__table__, self.pending)
             self.pending = []
 
 
