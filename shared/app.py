@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.crypto import public_key_from_b64
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from shared.http import REQUEST_ID_HEADER, request_id_var
 from shared.jsonguard import StrictJsonMiddleware
 from shared.logging import configure_logging
@@ -64,10 +66,11 @@ def create_service_app(
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url(name))
     app.state.sessions = make_sessionmaker(app.state.engine)
+    app.state.read_sessions = make_read_sessionmaker(app.state.engine)
     app.state.auth_public_key = _auth_public_key(settings)
     install_problem_handlers(app)
     app.add_middleware(StrictJsonMiddleware)
-    _install_request_context(app, name)
+    app.add_middleware(RequestContext, service=name)
     _install_operational_routes(app)
     return app
 
@@ -84,25 +87,51 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _install_request_context(app: FastAPI, name: str) -> None:
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        request_id = request_id[:128]
+def get_read_session(request: Request) -> Iterator[Session]:
+    """Yields a session for reads that need no transaction around them
+    (each statement sees committed data): no BEGIN and ROLLBACK round trips."""
+    with request.app.state.read_sessions() as session:
+        yield session
+
+
+class RequestContext:
+    """Pure ASGI middleware: gives each request an ID (its X-Request-ID, or a
+    new one), binds it to the logs, echoes it on the response and counts the
+    request and its latency per route."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = (given or uuid.uuid4().hex)[:128]
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        REQUESTS.labels(name, request.method, route, response.status_code).inc()
-        LATENCY.labels(name, request.method, route).observe(elapsed)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        REQUESTS.labels(self.service, method, route, status).inc()
+        LATENCY.labels(self.service, method, route).observe(elapsed)
 
 
 def _install_operational_routes(app: FastAPI) -> None:

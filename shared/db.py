@@ -1,6 +1,5 @@
 """Engines, sessions and Alembic migrations for the per-service databases."""
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,13 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def session_dependency(factory: sessionmaker[Session]):
-    """A FastAPI dependency yielding one session per request."""
-
-    def get_session() -> Iterator[Session]:
-        with factory() as session:
-            yield session
-
-    return get_session
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose statements each run in autocommit on PostgreSQL, for
+    reads that are consistent statement by statement. SQLite keeps ordinary
+    transactions."""
+    if not is_sqlite(engine):
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def alembic_config(service: str, url: str) -> Config:
