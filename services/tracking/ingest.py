@@ -31,7 +31,7 @@ from services.tracking.models import (
     Trip,
 )
 from services.tracking.motion import Cluster, Fix, MotionRules, Track, advance
-from services.tracking.osmand import RawFix
+from services.tracking.osmand import RawFix, plausible
 from shared.timeutil import as_utc, iso_utc
 
 log = structlog.get_logger()
@@ -68,6 +68,7 @@ def ingest(
     """Cleans fixes, stores the good ones and advances the device's motion;
     `state` is the device's motion row if the caller has locked it already."""
     result = IngestResult(received=len(fixes))
+    fixes = [plausible(fix) for fix in fixes]
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
     partitions.ensure_days(session.get_bind(), {fix.time.date() for fix in usable})

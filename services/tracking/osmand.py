@@ -1,8 +1,9 @@
 """The OsmAnd protocol as Traccar Client speaks it: query or form parameters,
 or the JSON body of its newer versions, turned into raw fixes."""
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,38 @@ class RawFix:
     battery: float | None = None
     valid: bool = True
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+# Physically plausible ranges of a truck's auxiliary readings. A reading
+# outside its range is kept aside in the fix's attributes, not used. (Accuracy
+# and HDOP need no range: cleaning drops a fix whose accuracy is too poor.)
+PLAUSIBLE = {
+    "speed_mps": (0.0, 150.0),
+    "course": (0.0, 360.0),
+    "altitude_m": (-500.0, 9000.0),
+    "battery": (0.0, 100.0),
+}
+# Most bytes of a fix's free-form attributes, as compact JSON.
+MAX_ATTRIBUTES_BYTES = 4096
+
+
+def plausible(fix: RawFix) -> RawFix:
+    """The fix with implausible readings set aside under attributes'
+    out_of_range, and oversized attributes replaced by their size."""
+    attributes = fix.attributes
+    size = len(json.dumps(attributes, separators=(",", ":"), default=str))
+    if size > MAX_ATTRIBUTES_BYTES:
+        attributes = {"attributes_dropped_bytes": size}
+    aside = {}
+    for name, (low, high) in PLAUSIBLE.items():
+        value = getattr(fix, name)
+        if value is not None and not low <= value <= high:
+            aside[name] = value
+    if not aside and attributes is fix.attributes:
+        return fix
+    if aside:
+        attributes = {**attributes, "out_of_range": aside}
+    return replace(fix, **dict.fromkeys(aside), attributes=attributes)
 
 
 class InvalidFix(Unprocessable):

@@ -236,3 +236,41 @@ def test_a_late_glitch_is_checked_against_its_stored_neighbours(
     assert late.json()["dropped"] == {"impossible_speed": 1}
     assert late.json()["accepted"] == len(fixes[1::2])
     assert len(stored_positions(client)) == len(fixes)
+
+
+def test_implausible_readings_are_set_aside_and_the_fix_kept(
+    client, device, device_token
+):
+    now = datetime.now(UTC)
+    broken = osmand(
+        client, device_token, now, bearing="1e308", batt="1e308", altitude="-9e9"
+    )
+    sane = osmand(
+        client, device_token, now + timedelta(seconds=5), bearing="90", batt="55"
+    )
+
+    assert broken.json()["accepted"] == 1 and sane.json()["accepted"] == 1
+    first, second = stored_positions(client)
+    assert (first.course, first.battery, first.altitude_m) == (None, None, None)
+    assert first.attributes["out_of_range"] == {
+        "course": 1e308,
+        "battery": 1e308,
+        "altitude_m": -9e9,
+    }
+    assert (second.course, second.battery) == (90.0, 55.0)
+    assert "out_of_range" not in (second.attributes or {})
+
+
+def test_oversized_attributes_are_replaced_by_their_size(client, device, device_token):
+    bulky = {"note": "x" * 10_000}
+    small = {"event": "motionchange"}
+    response = post_batch(
+        client,
+        device_token,
+        [fix(0, *HOME, attributes=bulky), fix(5, *HOME, attributes=small)],
+    )
+
+    assert response.json()["accepted"] == 2
+    first, second = stored_positions(client)
+    assert first.attributes == {"attributes_dropped_bytes": 10_011}
+    assert second.attributes == small
