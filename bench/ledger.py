@@ -581,7 +581,7 @@ def main(
     batched: Annotated[int, typer.Option(help="Entries appended batched.")] = 6000,
     threads: Annotated[
         str, typer.Option(help="Sequencer submitter threads, comma-separated.")
-    ] = "64,1000",
+    ] = "64,256",
     clients: Annotated[int, typer.Option(help="Concurrent HTTP clients.")] = 32,
     workers: Annotated[int, typer.Option(help="uvicorn workers for appends.")] = 2,
     samples: Annotated[int, typer.Option(help="Proofs timed at the big size.")] = 1000,
