@@ -255,6 +255,28 @@ def appends_batched_http(
     return count / (time.perf_counter() - started)
 
 
+def appends_direct(url: str, log_key, trading_key, count: int, per: int) -> float:
+    """What one sequencer batch costs without the threads that fill it:
+    `per` entries per transaction through service.append_entries."""
+    entries = [issuance(trading_key, 4, n) for n in range(count)]
+    signer = LogSigner(ORIGIN, log_key)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    started = time.perf_counter()
+    for first in range(0, count, per):
+        last = min(count, first + per)
+        chunk = [Submission(f"d-{n}", entries[n]) for n in range(first, last)]
+        with sessions() as session:
+            outcomes = service.append_entries(
+                session, submissions=chunk, signer=signer, max_bytes=65536
+            )
+            assert all(o.appended for o in outcomes)
+            session.commit()
+    rate = count / (time.perf_counter() - started)
+    engine.dispose()
+    return rate
+
+
 def appends_sequencer(url: str, log_key, trading_key, count: int, threads: int):
     """In-process: threads submit one entry each through the sequencer, as
     the HTTP handlers do, without the HTTP cost. Returns (rate, batches)."""
@@ -290,6 +312,9 @@ def append_figures(backend: str, folder: Path, options: dict) -> dict:
     try:
         open_log(url, log_key, trading_key)
         figures = {"sequencer": []}
+        figures["direct"] = appends_direct(
+            url, log_key, trading_key, options["batched"], 1000
+        )
         for threads in options["threads"]:
             rate, mean_batch = appends_sequencer(
                 url, log_key, trading_key, options["batched"], threads
@@ -514,6 +539,7 @@ def append_table(results: dict[str, dict], ceiling_rate: float) -> Table:
                 )
                 for threads, rate, mean_batch in figures["sequencer"]
             ),
+            ("batched: 1,000 per transaction, no threads", figures["direct"]),
             ("batched: HTTP, concurrent clients", figures["http_batched"]),
         ]
         for label, rate in rows:
