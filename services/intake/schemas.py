@@ -1,6 +1,7 @@
 """Request and response bodies of the intake API."""
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -8,6 +9,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -21,6 +23,15 @@ from services.intake.catalog import unknown_codes
 from shared.timeutil import as_utc, iso_utc
 
 CENT = Decimal("0.01")
+PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
+def _plain_amount(value: Any) -> Any:
+    """A written amount uses ASCII digits only (Decimal would read others)."""
+    if isinstance(value, str) and not PLAIN_AMOUNT.fullmatch(value):
+        raise ValueError("write the amount with ASCII digits, such as 120.50")
+    return value
+
 
 UtcTime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
 Money = Annotated[
@@ -362,7 +373,11 @@ class PickupRequestOut(Output):
 
 
 class PaymentIn(Input):
-    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    amount: Annotated[
+        Decimal,
+        BeforeValidator(_plain_amount),
+        Field(gt=0, max_digits=12, decimal_places=2),
+    ]
     method: Literal["wechat", "alipay", "card", "cash", "bank"]
     reference: Annotated[Name, StringConstraints(max_length=200)] | None = None
 
@@ -384,6 +399,10 @@ class PaymentOut(BaseModel):
     shares: list[ShareOut]
 
 
+# A dispatch covers one collection run of one truck.
+MAX_DISPATCH_WINDOW = timedelta(hours=24)
+
+
 class DispatchIn(Input):
     hauler_id: Short
     vehicle_id: Short
@@ -395,6 +414,8 @@ class DispatchIn(Input):
     def _ordered(self) -> "DispatchIn":
         if self.window_end <= self.window_start:
             raise ValueError("window_end must be after window_start")
+        if self.window_end - self.window_start > MAX_DISPATCH_WINDOW:
+            raise ValueError("a dispatch window is one truck run: at most 24 hours")
         return self
 
 

@@ -166,3 +166,14 @@ def test_a_cancellation_keeps_who_cancelled_and_why(world):
         "moved",
     )
     assert [e["status"] for e in history["events"]].count("cancelled") == 1
+
+
+def test_a_window_longer_than_one_run_is_refused_and_nothing_dispatched(world):
+    request_id = world.paid_request()["id"]
+    decade = world.dispatch(
+        request_id, window_start=at(0), window_end=at(10 * 365 * 24 * 60)
+    )
+    assert decade.status_code == 422
+    assert "24 hours" in decade.text
+    day = world.dispatch(request_id, window_start=at(0), window_end=at(24 * 60))
+    assert day.status_code == 200, day.text

@@ -3,6 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -149,6 +150,37 @@ def test_payment_needs_an_idempotency_key_and_the_quoted_amount(world):
     assert world.get(f"/v1/pickup-requests/{request['id']}").json()["status"] == (
         "quoted"
     )
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        str.maketrans("0123456789", "０１２３４５６７８９"),
+        str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"),
+    ],
+)
+def test_an_amount_in_other_digits_is_refused_though_it_reads_as_the_quote(
+    world, written
+):
+    request = world.request_pickup()
+    quoted = request["quote"]["amount"]
+    path = f"/v1/pickup-requests/{request['id']}/payment"
+    headers = {**world.headers["resident"], "Idempotency-Key": "digits"}
+
+    odd = world.client.post(
+        path,
+        json={"amount": quoted.translate(written), "method": "card"},
+        headers=headers,
+    )
+    plain = world.client.post(
+        path,
+        json={"amount": quoted, "method": "card"},
+        headers={**headers, "Idempotency-Key": "plain"},
+    )
+
+    assert odd.status_code == 422, odd.text
+    assert "ASCII digits" in odd.text
+    assert plain.status_code == 201, plain.text
 
 
 def test_a_resident_cannot_pay_anothers_request(world):
