@@ -18,6 +18,8 @@ from services.ledger.schemas import (
     BundleOut,
     CheckpointList,
     ConsistencyOut,
+    EntryBatchIn,
+    EntryBatchOut,
     EntryIn,
     EntryOut,
     EntryRangeOut,
@@ -130,18 +132,69 @@ def append_entry(
     """Verifies a signed statement and appends it to the log, batched with
     the appends that arrive meanwhile. A repeat with the same
     Idempotency-Key and entry answers 200 with the same index."""
-    key = check_key(idempotency_key)
+    key = _append_key(idempotency_key)
+    outcome = sequencer.submit(Submission(key=key, entry=body.model_dump()))
+    if outcome.problem is not None:
+        raise outcome.problem
+    response.status_code = 201 if outcome.appended.created else 200
+    return outcome.appended.to_dict()
+
+
+@router.post("/entries/batch", response_model=EntryBatchOut, tags=["entries"])
+def append_batch(
+    body: EntryBatchIn,
+    session: SessionDep,
+    signer: SignerDep,
+    config: ConfigDep,
+    _: ServiceCaller,
+) -> dict:
+    """Appends many signed statements in one transaction and one checkpoint.
+    Each item carries its own idempotency key and gets its own result: a
+    refused item is answered with its problem and the others still append."""
+    if len(body.items) > config.max_batch:
+        raise Unprocessable(
+            f"A batch holds at most {config.max_batch} entries.",
+            slug="batch-too-large",
+        )
+    keys = [_append_key(item.key) for item in body.items]
+    if len(set(keys)) != len(keys):
+        raise Unprocessable(
+            "Each item of a batch needs its own key.", slug="batch-keys-repeated"
+        )
+    submissions = [
+        Submission(key=key, entry=item.entry.model_dump())
+        for key, item in zip(keys, body.items, strict=True)
+    ]
+    outcomes = service.append_entries(
+        session,
+        submissions=submissions,
+        signer=signer,
+        max_bytes=config.max_entry_bytes,
+    )
+    session.commit()
+    pairs = zip(keys, outcomes, strict=True)
+    return {"results": [_item_result(key, outcome) for key, outcome in pairs]}
+
+
+def _append_key(key: str | None) -> str:
+    """An append's idempotency key: well formed, and not the ledger's own."""
+    key = check_key(key)
     if key.startswith(service.RESERVED_KEY_PREFIX):
         raise Unprocessable(
             f"Idempotency keys starting '{service.RESERVED_KEY_PREFIX}' are the "
             "ledger's own.",
             slug="idempotency-key-reserved",
         )
-    outcome = sequencer.submit(Submission(key=key, entry=body.model_dump()))
+    return key
+
+
+def _item_result(key: str, outcome: service.Outcome) -> dict:
     if outcome.problem is not None:
-        raise outcome.problem
-    response.status_code = 201 if outcome.appended.created else 200
-    return outcome.appended.to_dict()
+        problem = outcome.problem
+        return {"key": key, "status": problem.status, "problem": problem.to_dict()}
+    appended = outcome.appended
+    status = 201 if appended.created else 200
+    return {"key": key, "status": status, **appended.to_dict()}
 
 
 @router.get("/entries", response_model=EntryRangeOut, tags=["audit"])

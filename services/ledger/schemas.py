@@ -32,6 +32,32 @@ class AppendOut(BaseModel):
     size: int
 
 
+class BatchItemIn(Strict):
+    """One entry of a batch append, with its own idempotency key."""
+
+    key: Annotated[str, Field(min_length=1, max_length=200)]
+    entry: EntryIn
+
+
+class EntryBatchIn(Strict):
+    items: Annotated[list[BatchItemIn], Field(min_length=1)]
+
+
+class BatchItemOut(BaseModel):
+    """201 appended, 200 replayed, or a problem's status with the problem."""
+
+    key: str
+    status: int
+    index: int | None = None
+    leaf_hash: str | None = None
+    size: int | None = None
+    problem: dict[str, Any] | None = None
+
+
+class EntryBatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
 class KeyIn(Strict):
     public_key: Base64
     party_kind: Annotated[str, Field(max_length=32)]

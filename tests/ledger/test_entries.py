@@ -234,3 +234,54 @@ def test_a_revocation_reason_with_control_characters_is_refused(
     response = client.post(f"/v1/keys/{device}/revoke", json={"reason": reason})
     assert response.status_code == 422, response.text
     assert client.get(f"/v1/keys/{device}").json()["revoked_at"] is None
+
+
+def test_a_batch_appends_in_one_checkpoint_and_answers_each_item(client, chain_for):
+    first, second, third = chain_for("B1"), chain_for("B2"), chain_for("B3")
+    pickup = first.pickup_entry()
+    earlier = first.post(pickup, key="k-1").json()
+    forged = third.pickup_entry()
+    forged["signatures"] = [sign_statement(generate_key(), forged["statement"])]
+    checkpoints_before = len(client.get("/v1/checkpoints").json()["checkpoints"])
+
+    response = client.post(
+        "/v1/entries/batch",
+        json={
+            "items": [
+                {"key": "k-1", "entry": pickup},
+                {"key": "k-2", "entry": second.pickup_entry()},
+                {"key": "k-3", "entry": forged},
+                {"key": "k-4", "entry": third.pickup_entry(request_id="r-4")},
+            ]
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    replay, new, refused, last = response.json()["results"]
+    assert (replay["status"], replay["index"]) == (200, earlier["index"])
+    assert (new["status"], new["index"], new["size"]) == (201, 1, 3)
+    assert refused["status"] == 422 and refused["index"] is None
+    assert refused["problem"]["type"] == "urn:salvage:problem:unknown-key"
+    assert (last["status"], last["index"]) == (201, 2)
+    assert size_of(client) == 3
+    checkpoints = client.get("/v1/checkpoints").json()["checkpoints"]
+    assert len(checkpoints) == checkpoints_before + 1
+
+
+@pytest.mark.parametrize(
+    ("keys", "slug"),
+    [
+        (["same", "same"], "batch-keys-repeated"),
+        (["ledger:seal:B1"], "idempotency-key-reserved"),
+        (["bad\nkey"], "idempotency-key-invalid"),
+    ],
+)
+def test_a_bad_batch_is_refused_whole_and_stores_nothing(client, chain_for, keys, slug):
+    chain = chain_for("B1")
+    items = [{"key": key, "entry": chain.pickup_entry()} for key in keys]
+    before = size_of(client)
+
+    response = client.post("/v1/entries/batch", json={"items": items})
+
+    assert_refused(response, 422, slug)
+    assert size_of(client) == before
