@@ -87,10 +87,14 @@ def put_key(
     body: KeyIn,
     response: Response,
     session: SessionDep,
-    _: ServiceCaller,
+    caller: ServiceCaller,
 ) -> dict:
     """Registers a party's Ed25519 key and the statement kinds it may sign.
-    The same content again is a no-op; different content is a 409."""
+    The same content again is a no-op; different content is a 409. Intake
+    vouches for parties' keys; a service registers only its own."""
+    service.check_key_authority(
+        caller, party_kind=body.party_kind, party_id=body.party_id, revoking=False
+    )
     key, created = service.register_key(session, key_id=key_id, **body.model_dump())
     session.commit()
     response.status_code = 201 if created else 200
@@ -105,12 +109,7 @@ def revoke_key(
     caller: ServiceCaller,
 ) -> dict:
     """Revokes a key: from now on the ledger refuses entries it signs."""
-    key = service.revoke_key(
-        session,
-        key_id=key_id,
-        reason=body.reason,
-        by_admin=caller.role == Role.ADMIN,
-    )
+    key = service.revoke_key(session, key_id=key_id, reason=body.reason, caller=caller)
     session.commit()
     return service.key_to_dict(key)
 

@@ -19,6 +19,7 @@ from services.ledger.tree import (
     consistency_proof,
     inclusion_proof,
 )
+from shared.auth import Principal, Role
 from shared.canonical import b64, canonical_json
 from shared.crypto import key_id as key_id_of
 from shared.crypto import public_key_b64, public_key_from_b64, sign_statement
@@ -61,6 +62,8 @@ from shared.timeutil import iso_utc, utcnow
 log = structlog.get_logger()
 
 LEDGER_PARTY_ID = "ledger"
+# The service whose registry vouches for parties' keys.
+REGISTRY_CALLER = "service:intake"
 # Idempotency keys the ledger uses for its own entries; clients may not.
 RESERVED_KEY_PREFIX = "ledger:"
 SEAL_KEY_PREFIX = RESERVED_KEY_PREFIX + "seal:"
@@ -207,21 +210,44 @@ def _check_key_request(
         )
 
 
-def revoke_key(
-    session: Session, *, key_id: str, reason: str, by_admin: bool
-) -> PartyKey:
-    """Revokes a key so it signs nothing more; revoking twice keeps the first.
-    The log size at that moment is kept: entries below it stay valid. A
-    service's key is revoked only by an administrator, never by a service."""
-    head = _lock_head(session)
-    key = get_key(session, key_id=key_id)
-    if key.party_kind == "service" and key.party_id == LEDGER_PARTY_ID:
-        raise Conflict("The ledger's own key is rotated, not revoked.", slug="own-key")
-    if key.party_kind == "service" and not by_admin:
+def check_key_authority(
+    caller: Principal, *, party_kind: str, party_id: str, revoking: bool
+) -> None:
+    """Who may vouch for a key. The registry (intake) registers and revokes
+    the keys of parties (devices, managers, plants); a service registers only
+    its own key; only an administrator revokes a service's key, and an
+    administrator may do anything."""
+    if caller.role == Role.ADMIN:
+        return
+    if party_kind != "service":
+        if caller.sub != REGISTRY_CALLER:
+            raise Forbidden(
+                "Only the registry (intake) vouches for a party's key.",
+                slug="key-authority",
+            )
+    elif revoking:
         raise Forbidden(
             "Only an administrator may revoke a service's key.",
             slug="service-key-admin-only",
         )
+    elif caller.sub != f"service:{party_id}":
+        raise Forbidden(
+            f"Only service {party_id!r} registers its own key.", slug="key-authority"
+        )
+
+
+def revoke_key(
+    session: Session, *, key_id: str, reason: str, caller: Principal
+) -> PartyKey:
+    """Revokes a key so it signs nothing more; revoking twice keeps the first.
+    The log size at that moment is kept: entries below it stay valid."""
+    head = _lock_head(session)
+    key = get_key(session, key_id=key_id)
+    if key.party_kind == "service" and key.party_id == LEDGER_PARTY_ID:
+        raise Conflict("The ledger's own key is rotated, not revoked.", slug="own-key")
+    check_key_authority(
+        caller, party_kind=key.party_kind, party_id=key.party_id, revoking=True
+    )
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoke_reason = reason

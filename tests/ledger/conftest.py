@@ -30,10 +30,14 @@ def client(ledger_settings, auth_header) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def parties(client) -> Parties:
+def parties(client, auth_header) -> Parties:
+    """The parties of a chain, each key registered by whoever may vouch for it:
+    intake (the client's identity) for parties, a service for its own key."""
     registered = make_parties()
     for party in registered.all():
-        register(client, party)
+        own = party.party_kind == "service"
+        headers = auth_header("service", sub=f"service:{party.party_id}")
+        register(client, party, headers if own else None)
     return registered
 
 

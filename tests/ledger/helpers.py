@@ -28,7 +28,11 @@ class Party:
         return key_id(self.key)
 
 
-def register(client: TestClient, party: Party) -> None:
+def register(
+    client: TestClient, party: Party, headers: dict[str, str] | None = None
+) -> None:
+    """Registers a party's key; the client's own token unless headers say
+    who vouches for it."""
     response = client.put(
         f"/v1/keys/{party.key_id}",
         json={
@@ -37,6 +41,7 @@ def register(client: TestClient, party: Party) -> None:
             "party_id": party.party_id,
             "kinds": party.kinds,
         },
+        headers=headers,
     )
     assert response.status_code in (200, 201), response.text
 

@@ -3,7 +3,7 @@ and why, and that a refusal or a replay changes nothing stored."""
 
 import pytest
 
-from shared.crypto import generate_key, sign_statement
+from shared.crypto import generate_key, public_key_b64, sign_statement
 from tests.ledger.helpers import Party, register, signed
 
 
@@ -285,3 +285,48 @@ def test_a_bad_batch_is_refused_whole_and_stores_nothing(client, chain_for, keys
 
     assert_refused(response, 422, slug)
     assert size_of(client) == before
+
+
+@pytest.mark.parametrize(
+    ("caller", "party_kind", "party_id", "allowed"),
+    [
+        ("service:intake", "plant", "plant-9", True),
+        ("service:trading", "plant", "plant-9", False),
+        ("service:tracking", "service", "tracking", True),
+        ("service:tracking", "service", "trading", False),
+        ("service:intake", "service", "trading", False),
+    ],
+)
+def test_only_the_registry_vouches_for_parties_and_a_service_for_itself(
+    client, auth_header, caller, party_kind, party_id, allowed
+):
+    key = generate_key()
+    party = Party(key, party_kind, party_id, ["custody.processing"])
+    body = {
+        "public_key": public_key_b64(key),
+        "party_kind": party_kind,
+        "party_id": party_id,
+        "kinds": party.kinds,
+    }
+    response = client.put(
+        f"/v1/keys/{party.key_id}",
+        json=body,
+        headers=auth_header("service", sub=caller),
+    )
+
+    if allowed:
+        assert response.status_code == 201, response.text
+    else:
+        assert_refused(response, 403, "key-authority")
+        assert client.get(f"/v1/keys/{party.key_id}").status_code == 404
+
+
+def test_a_party_key_is_revoked_only_through_the_registry(client, parties, auth_header):
+    device = parties.device.key_id
+    by_trading = client.post(
+        f"/v1/keys/{device}/revoke",
+        json={"reason": "x"},
+        headers=auth_header("service", sub="service:trading"),
+    )
+    assert_refused(by_trading, 403, "key-authority")
+    assert client.get(f"/v1/keys/{device}").json()["revoked_at"] is None

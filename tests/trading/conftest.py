@@ -36,6 +36,8 @@ class SealedLog:
     """Writes signed custody chains and trip summaries to the real ledger."""
 
     client: TestClient
+    # Headers of whoever may vouch for any key (an administrator).
+    registrar: dict[str, str] = field(default_factory=dict)
     parties: dict[str, Party] = field(default_factory=dict)
 
     def register(self, party: Party) -> None:
@@ -47,6 +49,7 @@ class SealedLog:
                 "party_id": party.party_id,
                 "kinds": party.kinds,
             },
+            headers=self.registrar,
         )
         assert response.status_code in (200, 201), response.text
         self.parties[party.party_kind] = party
@@ -193,8 +196,8 @@ def ledger(databases, settings, auth_header) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def sealed_log(ledger) -> SealedLog:
-    log = SealedLog(ledger)
+def sealed_log(ledger, auth_header) -> SealedLog:
+    log = SealedLog(ledger, registrar=auth_header("admin", sub="admin:test"))
     log.register(Party(generate_key(), "device", "dev-1", ["custody.pickup"]))
     log.register(Party(generate_key(), "property_manager", "pm-1", ["custody.pickup"]))
     log.register(
