@@ -43,6 +43,7 @@ from shared.statements import (
     LoggedEntry,
     RuleViolation,
     check_chain,
+    check_logged_before_revocation,
     check_signatures,
     decode_leaf,
 )
@@ -652,7 +653,6 @@ class _RemoteKeys:
     def __init__(self, reader: LedgerReader) -> None:
         self.reader = reader
         self.cache: dict[str, KeyInfo | None] = {}
-        self.revoked_at: dict[str, int | None] = {}
 
     def lookup(self, *entries: LoggedEntry) -> dict[str, KeyInfo | None]:
         for entry in entries:
@@ -661,22 +661,14 @@ class _RemoteKeys:
                 if key_id not in self.cache:
                     record = self.reader.party_key(key_id)
                     self.cache[key_id] = key_info(record, entry.index)
-                    self.revoked_at[key_id] = (record or {}).get("revoked_at_size")
         return self.cache
 
     def check(self, entry: LoggedEntry) -> None:
         """Re-verifies an entry's signatures: a key revoked after the entry
         was logged still vouches for it; one revoked before does not."""
         keys = self.lookup(entry)
-        for signature in entry.signatures:
-            revoked = self.revoked_at.get(signature["key_id"])
-            if isinstance(revoked, int) and revoked <= entry.index:
-                raise AuditFailure(
-                    f"signed by key {signature['key_id']}, revoked when the log "
-                    f"had {revoked} entries",
-                    entry.index,
-                )
         try:
+            check_logged_before_revocation(entry, keys)
             check_signatures(
                 entry.statement, entry.signatures, keys, allow_revoked=True
             )
@@ -696,12 +688,21 @@ def key_info(record: dict[str, Any] | None, index: int | None) -> KeyInfo | None
             party_kind=record["party_kind"],
             party_id=record["party_id"],
             kinds=tuple(record["kinds"]),
+            revoked_at_size=_size_or_none(record.get("revoked_at_size")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise AuditFailure("a signer's key record is malformed", index) from exc
     if key_id_of(public) != info.key_id:
         raise AuditFailure(f"key {info.key_id} is filed under a wrong ID", index)
     return info
+
+
+def _size_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("revoked_at_size is not a log size")
+    return value
 
 
 def _seal_refs(seal: LoggedEntry) -> list[dict[str, Any]]:

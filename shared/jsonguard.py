@@ -41,8 +41,8 @@ def json_problem(body: bytes) -> Problem | None:
         json.loads(body, parse_constant=_refuse_constant, parse_int=_checked_int)
     except _Refused as exc:
         return Unprocessable(str(exc), slug="json-number-out-of-range")
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return None  # malformed: the endpoint's own parser refuses it
     return None
 
 

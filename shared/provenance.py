@@ -145,10 +145,13 @@ def _keys(bundle: dict[str, Any]) -> dict[str, KeyInfo | None]:
 
 
 def _signed_by_trading(entry: LoggedEntry, keys: dict[str, KeyInfo | None]) -> None:
-    """The entry carries a valid signature of a registered trading key."""
+    """The entry carries a valid signature of a trading key that was not yet
+    revoked when the entry was logged."""
     for signature in entry.signatures:
         info = keys.get(signature.get("key_id"))
         if info is None or info.party_id != "trading" or entry.kind not in info.kinds:
+            continue
+        if info.revoked_at_size is not None and entry.index >= info.revoked_at_size:
             continue
         if verify_statement(
             info.public_key, entry.statement, str(signature.get("signature"))

@@ -139,6 +139,8 @@ class KeyInfo:
     party_id: str
     kinds: tuple[str, ...]
     revoked: bool = False
+    # The log size when the key was revoked: it vouches for entries below it.
+    revoked_at_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,22 @@ def _check_outputs(outputs: Any) -> None:
             raise RuleViolation("outputs-invalid", "An output's 'kg' is an integer.")
 
 
+def check_logged_before_revocation(
+    entry: "LoggedEntry", keys: Mapping[str, KeyInfo | None]
+) -> None:
+    """A key revoked when the log had N entries vouches only for entries
+    logged below index N."""
+    for signature in entry.signatures:
+        key = keys.get(signature.get("key_id")) if isinstance(signature, dict) else None
+        limit = key.revoked_at_size if key is not None else None
+        if limit is not None and entry.index >= limit:
+            raise RuleViolation(
+                "key-revoked",
+                f"Key {key.key_id} signs entry {entry.index} but was revoked "
+                f"when the log had {limit} entries.",
+            )
+
+
 def check_signatures(
     statement: dict[str, Any],
     signatures: Sequence[Mapping[str, Any]],
@@ -436,6 +454,7 @@ def check_chain(
             continue
         check_statement(entry.statement)
         try:
+            check_logged_before_revocation(entry, keys)
             check_signatures(
                 entry.statement, entry.signatures, keys, allow_revoked=True
             )

@@ -111,7 +111,7 @@ async def osmand_request(request: Request) -> OsmAndRequest:
     if "json" in request.headers.get("content-type", "") or raw.lstrip()[:1] == b"{":
         try:
             return OsmAndRequest(params, json.loads(raw))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise MalformedBody("The JSON body is malformed.") from exc
     try:
         form = parse_qsl(

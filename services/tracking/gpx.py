@@ -1,5 +1,6 @@
 """A whole trip uploaded as a GPX file, turned into raw fixes."""
 
+import math
 from datetime import datetime
 
 import gpxpy
@@ -32,14 +33,27 @@ def fixes_from_gpx(data: bytes, now: datetime) -> list[RawFix]:
 
 
 def _fix(point, now: datetime) -> RawFix:
+    """A point without a time, or with a position off the globe, becomes an
+    invalid fix (counted by cleaning); non-finite readings are dropped."""
     timed = point.time is not None and point.time.tzinfo is not None
+    placed = _on_globe(point.latitude, point.longitude)
     return RawFix(
         time=as_utc(point.time) if timed else now,
-        lat=point.latitude,
-        lon=point.longitude,
-        speed_mps=getattr(point, "speed", None),
-        course=getattr(point, "course", None),
-        altitude_m=point.elevation,
-        hdop=point.horizontal_dilution,
-        valid=timed,
+        lat=point.latitude if placed else 0.0,
+        lon=point.longitude if placed else 0.0,
+        speed_mps=_finite(getattr(point, "speed", None)),
+        course=_finite(getattr(point, "course", None)),
+        altitude_m=_finite(point.elevation),
+        hdop=_finite(point.horizontal_dilution),
+        valid=timed and placed,
     )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _on_globe(lat: float | None, lon: float | None) -> bool:
+    if _finite(lat) is None or _finite(lon) is None:
+        return False
+    return -90 <= lat <= 90 and -180 <= lon <= 180

@@ -17,6 +17,7 @@ from shared.audit import (
     audit_entries,
     audit_seals,
     replay,
+    verify_bundle,
 )
 from shared.canonical import b64, canonical_json, unb64
 from shared.crypto import generate_key, private_key_to_b64
@@ -190,6 +191,23 @@ def test_a_forged_bundle_fails_offline(client, chain_for, tmp_path):
     result = CliRunner().invoke(audit_cli.audit_app, ["bundle", str(path)])
     assert result.exit_code == 1
     assert "index 3" in result.output
+
+
+def test_an_offline_bundle_fails_when_a_signer_was_revoked_before_its_entry(
+    client, chain_for
+):
+    chain_for("B1").complete()
+    bundle = client.get("/v1/batches/B1/bundle").json()
+    assert verify_bundle(bundle).ok
+    for record in bundle["keys"]:
+        if record["party_kind"] == "device":
+            record["revoked_at_size"] = 0
+
+    report = verify_bundle(bundle)
+
+    assert not report.ok
+    assert report.first_bad_index == 0
+    assert "key-revoked" in report.reason
 
 
 def test_after_a_key_rotation_the_head_checkpoint_verifies_with_the_new_key(

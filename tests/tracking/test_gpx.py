@@ -84,3 +84,24 @@ def test_a_gpx_over_the_size_limit_is_refused(make_client, token_for, auth_heade
 
     assert response.status_code == 413
     assert position_count(client) == 0
+
+
+def test_points_off_the_globe_or_not_finite_are_counted_invalid(
+    client, device, device_token
+):
+    body = GPX.replace(
+        '<trkpt lat="52.661500" lon="-8.630000"></trkpt>',
+        '<trkpt lat="NaN" lon="inf"><time>2026-12-01T08:00:30Z</time></trkpt>'
+        '<trkpt lat="95" lon="200"><time>2026-12-01T08:00:40Z</time></trkpt>'
+        '<trkpt lat="52.6620" lon="-8.63"><ele>inf</ele>'
+        "<time>2026-12-01T08:00:50Z</time></trkpt>",
+    )
+
+    response = upload(client, device_token, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 4
+    assert response.json()["dropped"] == {"invalid": 2}
+    stored = stored_positions(client)
+    assert [p.lat for p in stored] == [52.66, 52.6605, 52.661, 52.662]
+    assert stored[-1].altitude_m is None

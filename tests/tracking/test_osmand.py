@@ -217,7 +217,15 @@ def test_missing_device_id_is_refused(client, device, device_token):
 
 
 @pytest.mark.parametrize(
-    "body", ["{not json", '{"device_id": "dev-304"}', "[1, 2]", '{"device_id": 5}']
+    "body",
+    [
+        "{not json",
+        '{"device_id": "dev-304"}',
+        "[1, 2]",
+        '{"device_id": 5}',
+        "[" * 5000 + "]" * 5000,
+        "[" * 5000 + "1" + "]" * 5000,
+    ],
 )
 def test_malformed_json_is_refused(client, device, device_token, body):
     response = client.post(

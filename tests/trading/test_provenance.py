@@ -131,6 +131,20 @@ def test_a_bundle_changed_after_download_fails(trading, retired, tamper, reason)
     assert reason in report.reason
 
 
+def test_a_bundle_whose_trading_key_was_revoked_before_issuing_fails(trading, retired):
+    bundle = download(trading, retired["serials"][0])
+    issuance, _ = _leaf(bundle, "credit.issuance")
+    for record in bundle["keys"]:
+        if record["party_id"] == "trading":
+            record["revoked_at_size"] = issuance["index"]
+
+    report = verify_credit_bundle(bundle)
+
+    assert not report.ok
+    assert report.first_bad_index == issuance["index"]
+    assert "not signed by trading" in report.reason
+
+
 def test_a_quantification_inflated_in_the_bundle_fails(trading, retired):
     bundle = download(trading, retired["serials"][0])
     item, entry = _leaf(bundle, "credit.quantification")
