@@ -16,10 +16,9 @@ def as_utc(value: datetime) -> datetime:
 
 def iso_utc(value: datetime) -> str:
     """RFC 3339 in UTC with a Z, to the microsecond only when there is one."""
-    value = as_utc(value)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = as_utc(value).replace(tzinfo=None)
+    spec = "microseconds" if value.microsecond else "seconds"
+    return value.isoformat(timespec=spec) + "Z"
 
 
 def parse_utc(text: str) -> datetime:

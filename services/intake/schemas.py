@@ -1,7 +1,7 @@
 """Request and response bodies of the intake API."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -48,11 +48,21 @@ def _plain_text(value: str) -> str:
     return value
 
 
+# Times Salvage takes in: licences, pickups and custody all fall in this span.
+EARLIEST_TIME = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+# A resident's preferred window for one pickup.
+MAX_PREFERRED_WINDOW = timedelta(days=31)
+
+
 def _utc(value: datetime) -> datetime:
     try:
-        return as_utc(value)
+        value = as_utc(value)
     except OverflowError as exc:
         raise ValueError("time is out of range") from exc
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError("time must fall between 1990 and 2100")
+    return value
 
 
 UtcInput = Annotated[AwareDatetime, AfterValidator(_utc)]
@@ -330,6 +340,8 @@ class PickupRequestIn(Input):
             raise ValueError("give exactly one of bags and volume_l")
         if self.preferred_end <= self.preferred_start:
             raise ValueError("preferred_end must be after preferred_start")
+        if self.preferred_end - self.preferred_start > MAX_PREFERRED_WINDOW:
+            raise ValueError("a preferred window spans at most 31 days")
         return self
 
 

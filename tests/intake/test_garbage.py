@@ -298,3 +298,31 @@ def test_times_beyond_the_calendar_are_refused(app, world):
     )
     assert_problem(response, 422)
     assert snapshot(app) == before
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T01:00:00Z"),
+        ("9999-12-31T00:00:00Z", "9999-12-31T01:00:00Z"),
+        ("2026-12-01T00:00:00Z", "2027-12-01T00:00:00Z"),
+    ],
+)
+def test_preferred_windows_out_of_any_plausible_span_change_nothing(
+    app, world, start, end
+):
+    before = snapshot(app)
+    response = world.post(
+        "/v1/pickup-requests",
+        {
+            "community_id": world.community_id,
+            "unit": "1",
+            "materials": ["17 01 07"],
+            "bags": 1,
+            "preferred_start": start,
+            "preferred_end": end,
+        },
+        "resident",
+    )
+    assert_problem(response, 422)
+    assert snapshot(app) == before
