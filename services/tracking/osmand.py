@@ -3,6 +3,7 @@ or the JSON body of its newer versions, turned into raw fixes."""
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,8 @@ from shared.problems import Unprocessable
 from shared.timeutil import parse_utc
 
 KNOT_MPS = 1852 / 3600
+# A number as a parameter: ASCII digits, optional sign, fraction and exponent.
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Traccar reads a numeric timestamp below 2**31 as seconds, above as milliseconds.
 SECONDS_LIMIT = 2**31
 KNOWN = {
@@ -50,9 +53,11 @@ class RawFix:
 
 
 # Physically plausible ranges of a truck's auxiliary readings. A reading
-# outside its range is kept aside in the fix's attributes, not used. (Accuracy
-# and HDOP need no range: cleaning drops a fix whose accuracy is too poor.)
+# outside its range is kept aside in the fix's attributes, not used (a
+# negative accuracy is unknown, not perfect; cleaning drops a poor one).
 PLAUSIBLE = {
+    "accuracy_m": (0.0, math.inf),
+    "hdop": (0.0, math.inf),
     "speed_mps": (0.0, 150.0),
     "course": (0.0, 360.0),
     "altitude_m": (-500.0, 9000.0),
@@ -141,10 +146,7 @@ def fix_from_json(body: Any, now: datetime) -> tuple[str, RawFix]:
 
 def parse_timestamp(text: str) -> datetime:
     """Unix seconds or milliseconds, or ISO 8601 with an offset, as UTC."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
+    value = float(text) if DECIMAL.fullmatch(text) else None
     try:
         if value is None:
             return parse_utc(text)
@@ -209,6 +211,10 @@ def _finite(value: Any, name: str) -> float | None:
         return None
     if isinstance(value, bool):
         raise InvalidFix(f"{name} must be a number.", parameter=name)
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise InvalidFix(
+            f"{name} must be a plain decimal number in ASCII digits.", parameter=name
+        )
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:

@@ -243,7 +243,13 @@ def test_implausible_readings_are_set_aside_and_the_fix_kept(
 ):
     now = datetime.now(UTC)
     broken = osmand(
-        client, device_token, now, bearing="1e308", batt="1e308", altitude="-9e9"
+        client,
+        device_token,
+        now,
+        bearing="1e308",
+        batt="1e308",
+        altitude="-9e9",
+        accuracy="-1",
     )
     sane = osmand(
         client, device_token, now + timedelta(seconds=5), bearing="90", batt="55"
@@ -252,7 +258,9 @@ def test_implausible_readings_are_set_aside_and_the_fix_kept(
     assert broken.json()["accepted"] == 1 and sane.json()["accepted"] == 1
     first, second = stored_positions(client)
     assert (first.course, first.battery, first.altitude_m) == (None, None, None)
+    assert first.accuracy_m is None
     assert first.attributes["out_of_range"] == {
+        "accuracy_m": -1.0,
         "course": 1e308,
         "battery": 1e308,
         "altitude_m": -9e9,

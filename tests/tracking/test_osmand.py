@@ -190,6 +190,14 @@ GARBAGE = [
         "invalid-fix",
     ),
     ({"lat": "52.66", "lon": "-8.63", "speed": "fast"}, 422, "invalid-fix"),
+    ({"lat": "5_2.66", "lon": "-8.63"}, 422, "invalid-fix"),
+    ({"lat": "５２.66", "lon": "-8.63"}, 422, "invalid-fix"),
+    ({"lat": " 52.66", "lon": "-8.63"}, 422, "invalid-fix"),
+    (
+        {"lat": "52.66", "lon": "-8.63", "timestamp": "1_700_000_000"},
+        422,
+        "invalid-fix",
+    ),
 ]
 
 
