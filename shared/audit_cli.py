@@ -63,9 +63,9 @@ def _finish(report: AuditReport) -> None:
     """Prints a report and exits non-zero when it failed."""
     where = f" at size {report.size}" if report.size is not None else ""
     if report.ok:
+        counted = f"{report.checked} checked, " if report.checked else ""
         console.print(
-            f"[bold green]PASS[/] {report.check}{where}: "
-            f"{report.checked} checked, root {report.root}"
+            f"[bold green]PASS[/] {report.check}{where}: {counted}root {report.root}"
         )
     else:
         index = (

@@ -126,7 +126,9 @@ def token(
     role: Annotated[str, typer.Option(help="One of the roles, e.g. admin.")],
     sub: Annotated[str, typer.Option(help="Who the token is for.")],
     org: Annotated[str | None, typer.Option(help="Organisation it acts for.")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(min=1, max=31_536_000, help="Lifetime in seconds.")
+    ] = 3600,
 ) -> None:
     """Prints a bearer token signed with the configured issuer key."""
     try:
