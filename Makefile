@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 LINTED := shared services tests $(wildcard bench)
 
-.PHONY: run test test-sqlite test-postgres browser up lint format clean install \
+.PHONY: run test test-sqlite test-postgres browser wrk up lint format clean install \
 	bench-tracking bench-trading bench-ledger
 
 $(STAMP): pyproject.toml
@@ -55,7 +55,20 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 	$(BIN)/ruff check --fix $(LINTED)
 
-bench-tracking: $(STAMP)
+# The OsmAnd load is offered by wrk, from the distribution's packages when
+# missing and this is a Debian machine run as root; otherwise an asyncio httpx
+# loop offers it, which on a small machine competes with the service for CPU.
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq wrk >/dev/null; \
+		else \
+			echo "wrk is missing: the OsmAnd load falls back to httpx"; \
+		fi; \
+	fi
+
+bench-tracking: $(STAMP) wrk
 	$(BIN)/python bench/tracking.py
 
 bench-trading: $(STAMP)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from shared.audit import (
+    AuditFailure,
     AuditReport,
     LedgerReader,
     audit_batches,
@@ -20,6 +21,7 @@ from shared.audit import (
     audit_entries,
     audit_seals,
     audit_serials,
+    load_state,
     replay,
     verify_bundle,
 )
@@ -48,6 +50,15 @@ StateFile = Annotated[
 VerifierKey = Annotated[
     str | None,
     typer.Option("--key", help="Pin the log's verifier key (name+id+key)."),
+]
+TrustBundleKey = Annotated[
+    bool,
+    typer.Option(
+        "--trust-bundle-key",
+        help="With no --key and no pinned key in the state file, trust the key "
+        "inside the bundle. Anyone can re-sign a bundle with a key of their own, "
+        "so this proves only that the bundle is self-consistent.",
+    ),
 ]
 
 
@@ -197,13 +208,52 @@ def _read_bundle(file: Path, check: str) -> dict:
     return content
 
 
+def _bundle_key(
+    check: str, key: str | None, state_file: Path | None, *, trust_bundle_key: bool
+) -> str | None:
+    """The log key a bundle must verify with: --key, else the key this
+    auditor's state file pins; None (the bundle's own) only when asked."""
+    if key:
+        return key
+    path = _state(state_file)
+    try:
+        state = load_state(path)
+    except AuditFailure as failure:
+        console.print(f"[bold red]FAIL[/] {check}: {failure.reason}")
+        raise typer.Exit(code=1) from failure
+    if state is not None:
+        console.print(
+            f"  log key pinned in {path}: {state.verifier_key}", soft_wrap=True
+        )
+        return state.verifier_key
+    if trust_bundle_key:
+        console.print(
+            "[bold yellow]WARNING[/] trusting the verifier key inside the bundle: "
+            "anyone can re-sign a bundle with a key of their own, so a PASS says "
+            "nothing about the real log. Pin the log's key with --key."
+        )
+        return None
+    console.print(
+        f"[bold red]FAIL[/] {check}: no log key to verify with. Pass --key with "
+        "the verifier key obtained out of band (GET /v1/key on a ledger you "
+        f"trust), or pin it in {path} with `salvage audit checkpoint`; "
+        "--trust-bundle-key uses the bundle's own key, which proves nothing."
+    )
+    raise typer.Exit(code=1)
+
+
 @audit_app.command()
 def bundle(
     file: Annotated[Path, typer.Argument(help="A bundle saved by `export`.")],
     key: VerifierKey = None,
+    state_file: StateFile = None,
+    trust_bundle_key: TrustBundleKey = False,
 ) -> None:
-    """Verify a batch's offline proof bundle with no network."""
-    _finish(verify_bundle(_read_bundle(file, "bundle"), verifier_key=key))
+    """Verify a batch's offline proof bundle with no network, against the
+    log key given with --key or pinned in the state file."""
+    content = _read_bundle(file, "bundle")
+    pinned = _bundle_key("bundle", key, state_file, trust_bundle_key=trust_bundle_key)
+    _finish(verify_bundle(content, verifier_key=pinned))
 
 
 @audit_app.command("credit-bundle")
@@ -213,12 +263,18 @@ def credit_bundle(
         typer.Argument(help="A bundle from trading's /v1/credits/{serial}/bundle."),
     ],
     key: VerifierKey = None,
+    state_file: StateFile = None,
+    trust_bundle_key: TrustBundleKey = False,
 ) -> None:
     """Verify a credit serial's provenance bundle with no network: issuance,
     every seal and custody entry behind it, the quantification and the
-    retirements, each proven against the bundle's signed checkpoint."""
+    retirements, each proven against the bundle's signed checkpoint and the
+    log key given with --key or pinned in the state file."""
     content = _read_bundle(file, "credit-bundle")
-    _finish(verify_credit_bundle(content, verifier_key=key))
+    pinned = _bundle_key(
+        "credit-bundle", key, state_file, trust_bundle_key=trust_bundle_key
+    )
+    _finish(verify_credit_bundle(content, verifier_key=pinned))
 
 
 @audit_app.command("replay")

@@ -4,6 +4,7 @@ checkpoints, automatic batch seals, and the reads behind proofs."""
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ from shared.merkle import leaf_hash as hash_leaf
 from shared.note import (
     Checkpoint,
     NoteError,
+    Verifier,
     parse_verifier_key,
     sign_checkpoint,
     sign_note,
@@ -83,6 +85,10 @@ class LogSigner:
     @property
     def verifier_key(self) -> str:
         return verifier_key(self.origin, self.key)
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        return parse_verifier_key(self.verifier_key)
 
 
 @dataclass(frozen=True)
@@ -320,6 +326,7 @@ def _key_infos(session: Session, key_ids: Iterable[str]) -> dict[str, KeyInfo]:
             party_id=row.party_id,
             kinds=tuple(row.kinds),
             revoked=row.revoked_at is not None,
+            revoked_at_size=row.revoked_at_size,
         )
         for row in rows
     }
@@ -390,7 +397,7 @@ def append_entries(
     """Appends entries under the log lock, seals batches they complete and
     signs one checkpoint for the new size. The caller commits."""
     head = _lock_for_signing(session, signer)
-    work = _AppendBatch(session, LogWriter(session, head.size), submissions)
+    work = _AppendBatch(session, LogWriter(session, head, signer), submissions)
     outcomes: list[Outcome] = []
     touched: list[str] = []
     for submission in submissions:
@@ -475,11 +482,13 @@ def _signer_ids(submissions: Sequence[Submission]) -> set[str]:
 
 class LogWriter:
     """The entries and tree nodes one transaction adds, buffered and written
-    together (one multi-row insert each) when flushed."""
+    together (one multi-row insert each) when flushed. It extends only a
+    tree whose stored frontier gives the root the log signed for its head."""
 
-    def __init__(self, session: Session, size: int) -> None:
+    def __init__(self, session: Session, head: LogHead, signer: LogSigner) -> None:
         self.session = session
-        self.tree = TreeAppender(session, size)
+        self.tree = TreeAppender(session, head.size)
+        _check_frontier(session, head=head, tree=self.tree, signer=signer)
         self.rows: list[dict[str, Any]] = []
 
     @property
@@ -515,6 +524,51 @@ class LogWriter:
             insert_rows(self.session, Entry.__table__, self.rows)
             self.rows = []
         self.tree.flush()
+
+
+def _check_frontier(
+    session: Session, *, head: LogHead, tree: TreeAppender, signer: LogSigner
+) -> None:
+    """Refuses to build on stored nodes, or a head, that no longer give the
+    root of the head's signed checkpoint: O(log n) hashes, one signature."""
+    note = session.scalar(
+        select(CheckpointRow.note).where(CheckpointRow.size == head.size)
+    )
+    signed = _signed_root(note, size=head.size, signer=signer)
+    computed = tree.root()
+    if signed is None:
+        problem = (
+            f"The checkpoint of the log's head, size {head.size}, is missing or "
+            "does not verify with the log's key"
+        )
+    elif computed != signed:
+        problem = (
+            f"The stored tree nodes at size {head.size} give root "
+            f"{b64(computed)}, not the signed root {b64(signed)}"
+        )
+    elif head.root != signed:
+        problem = (
+            f"The log head's root at size {head.size} is {b64(head.root)}, "
+            f"not the signed root {b64(signed)}"
+        )
+    else:
+        return
+    log.error("ledger.log_damaged", size=head.size, problem=problem)
+    raise LogDamaged(
+        problem + "; the log signs nothing more until its storage is repaired.",
+        size=head.size,
+    )
+
+
+def _signed_root(note: str | None, *, size: int, signer: LogSigner) -> bytes | None:
+    """The root a checkpoint note signs for this size, if it verifies."""
+    if note is None:
+        return None
+    try:
+        checkpoint = verify_checkpoint(note, signer.verifier, signer.origin)
+    except NoteError:
+        return None
+    return checkpoint.root if checkpoint.size == size else None
 
 
 def _commit_tree(
@@ -586,7 +640,7 @@ def _cosigned(note: str, size: int, root: bytes, signer: LogSigner) -> str:
 
 def _signed_by(note: str, signer: LogSigner) -> bool:
     try:
-        verify_checkpoint(note, parse_verifier_key(signer.verifier_key), signer.origin)
+        verify_checkpoint(note, signer.verifier, signer.origin)
     except NoteError:
         return False
     return True
@@ -684,7 +738,7 @@ def seal_batch(session: Session, *, batch_id: str, signer: LogSigner) -> SealAtt
             slug="not-ready",
             missing=missing,
         )
-    writer = LogWriter(session, head.size)
+    writer = LogWriter(session, head, signer)
     attempt = _seal_if_ready(session, writer=writer, batch_id=batch_id, signer=signer)
     _commit_tree(session, head=head, writer=writer, signer=signer)
     return attempt

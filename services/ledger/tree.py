@@ -24,7 +24,10 @@ from shared.problems import Problem
 
 
 class LogDamaged(Problem):
-    status, slug, title = 500, "log-damaged", "The log's stored tree is damaged"
+    """The operator's storage no longer matches what the log signed: the log
+    serves what it can but signs nothing more until it is repaired."""
+
+    status, slug, title = 503, "log-damaged", "The log's storage is damaged"
 
 
 def load_nodes(session: Session, nodes: Iterable[Node]) -> dict[Node, bytes]:

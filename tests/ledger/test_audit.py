@@ -12,6 +12,7 @@ from services.ledger.api import create_app
 from services.ledger.config import LedgerConfig
 from shared import audit_cli
 from shared.audit import (
+    KEY_HISTORY_FORMAT,
     audit_batches,
     audit_checkpoint,
     audit_entries,
@@ -20,10 +21,16 @@ from shared.audit import (
     verify_bundle,
 )
 from shared.canonical import b64, canonical_json, unb64
-from shared.crypto import generate_key, private_key_to_b64
+from shared.crypto import generate_key, key_id, private_key_to_b64, public_key_b64
 from shared.db import normalize_url
 from shared.merkle import leaf_hash
-from shared.note import verifier_key
+from shared.note import (
+    parse_checkpoint,
+    parse_verifier_key,
+    sign_checkpoint,
+    sign_note,
+    verifier_key,
+)
 from tests.ledger.helpers import ORIGIN
 
 
@@ -168,7 +175,7 @@ def test_the_cli_prints_a_verdict_and_exits_non_zero_on_failure(
         audit_cli.audit_app, ["export", "B1", "-o", str(bundle_file)]
     )
     assert exported.exit_code == 0, exported.output
-    offline = runner.invoke(audit_cli.audit_app, ["bundle", str(bundle_file)])
+    offline = runner.invoke(audit_cli.audit_app, ["bundle", str(bundle_file), *state])
     assert offline.exit_code == 0 and "PASS" in offline.output
 
     edit_entry(ledger_url, 1, heavier, rehash=False)
@@ -188,7 +195,8 @@ def test_a_forged_bundle_fails_offline(client, chain_for, tmp_path):
     path = tmp_path / "forged.json"
     path.write_text(json.dumps(bundle))
 
-    result = CliRunner().invoke(audit_cli.audit_app, ["bundle", str(path)])
+    key = ["--key", client.get("/v1/key").text.strip()]
+    result = CliRunner().invoke(audit_cli.audit_app, ["bundle", str(path), *key])
     assert result.exit_code == 1
     assert "index 3" in result.output
 
@@ -224,3 +232,75 @@ def test_after_a_key_rotation_the_head_checkpoint_verifies_with_the_new_key(
         assert after != before
         assert after.split("\n")[:3] == before.split("\n")[:3]
         assert audit_checkpoint(fresh).ok
+
+
+def resigned(bundle: dict, forger) -> dict:
+    """The same bundle with its checkpoint and key history re-signed by a
+    forger's key under the log's name, and the forger's verifier key inside:
+    the seals stay the log's, so only the key the auditor trusts decides."""
+    real = parse_verifier_key(bundle["verifier_key"]).public_key
+    body = bundle["checkpoint"].rpartition("\n\n")[0] + "\n"
+    lines = [
+        KEY_HISTORY_FORMAT,
+        ORIGIN,
+        f"{key_id(real)} {public_key_b64(real)} 0",
+        f"{key_id(forger)} {public_key_b64(forger)} 1000000",
+    ]
+    return {
+        **bundle,
+        "verifier_key": verifier_key(ORIGIN, forger),
+        "checkpoint": sign_checkpoint(parse_checkpoint(body), ORIGIN, forger),
+        "key_history": sign_note("\n".join(lines) + "\n", ORIGIN, forger),
+    }
+
+
+def bundle_files(client, tmp_path) -> tuple[str, str]:
+    honest = client.get("/v1/batches/B1/bundle").json()
+    files = tmp_path / "honest.json", tmp_path / "resigned.json"
+    files[0].write_text(json.dumps(honest))
+    files[1].write_text(json.dumps(resigned(honest, generate_key())))
+    return str(files[0]), str(files[1])
+
+
+def test_a_bundle_resigned_with_another_key_fails_against_the_pinned_key(
+    client, chain_for, tmp_path, monkeypatch
+):
+    chain_for("B1").complete()
+    monkeypatch.setattr(audit_cli, "_url", lambda _: client)
+    runner = CliRunner()
+    state = ["--state-file", str(tmp_path / "w.json")]
+    assert runner.invoke(audit_cli.audit_app, ["checkpoint", *state]).exit_code == 0
+    honest, forged = bundle_files(client, tmp_path)
+
+    passed = runner.invoke(audit_cli.audit_app, ["bundle", honest, *state])
+    refused = runner.invoke(audit_cli.audit_app, ["bundle", forged, *state])
+    pinned = ["--key", client.get("/v1/key").text.strip()]
+    refused_by_key = runner.invoke(audit_cli.audit_app, ["bundle", forged, *pinned])
+
+    assert passed.exit_code == 0 and "PASS bundle" in passed.output, passed.output
+    assert refused.exit_code == 1 and "FAIL bundle" in refused.output
+    assert "signature does not verify" in refused.output
+    assert refused_by_key.exit_code == 1 and "FAIL bundle" in refused_by_key.output
+
+
+def test_a_bundle_with_no_pinned_key_is_refused_unless_trusted_loudly(
+    client, chain_for, tmp_path
+):
+    chain_for("B1").complete()
+    honest, forged = bundle_files(client, tmp_path)
+    runner = CliRunner()
+    nowhere = ["--state-file", str(tmp_path / "none.json")]
+
+    for command in ("bundle", "credit-bundle"):
+        refused = runner.invoke(audit_cli.audit_app, [command, honest, *nowhere])
+        assert refused.exit_code == 1, refused.output
+        assert f"FAIL {command}: no log key" in refused.output
+        assert "--key" in refused.output and "--trust-bundle-key" in refused.output
+    trusted = runner.invoke(
+        audit_cli.audit_app, ["bundle", forged, *nowhere, "--trust-bundle-key"]
+    )
+
+    assert trusted.exit_code == 0, trusted.output
+    assert "WARNING" in trusted.output and "PASS bundle" in trusted.output
+    assert "verifier key taken from the bundle itself" in trusted.output
+    assert not (tmp_path / "none.json").exists()

@@ -133,6 +133,57 @@ def test_an_entry_signed_after_its_key_was_revoked_is_named(
     assert replay(client).ok
 
 
+def post_all_but_the_trip(chain: Chain) -> None:
+    steps = (
+        chain.pickup_entry,
+        lambda: chain.pickup_entry(request_id="req2-B1"),
+        chain.delivery_entry,
+        chain.processing_entry,
+    )
+    for build in steps:
+        assert chain.post(build()).status_code == 201
+
+
+def test_a_seal_is_refused_when_a_signer_was_revoked_before_its_entry(
+    client, chain_for, parties, ledger_url
+):
+    chain = chain_for("B1")
+    post_all_but_the_trip(chain)
+    engine = create_engine(normalize_url(ledger_url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE party_keys SET revoked_at = CURRENT_TIMESTAMP, "
+                "revoked_at_size = 2 WHERE key_id = :k"
+            ),
+            {"k": parties.plant.key_id},
+        )
+    engine.dispose()
+
+    assert chain.post(chain.trip_entry()).status_code == 201
+    batch = client.get("/v1/batches/B1").json()
+
+    assert batch["seal_index"] is None
+    assert batch["refusal"]["rule"] == "key-revoked"
+    assert "Entry 2: " in batch["refusal"]["detail"]
+    assert "revoked when the log had 2 entries" in batch["refusal"]["detail"]
+
+
+def test_a_seal_goes_ahead_when_a_signer_was_revoked_after_its_entries(
+    client, chain_for, parties
+):
+    chain = chain_for("B1")
+    post_all_but_the_trip(chain)
+    revoked = client.post(
+        f"/v1/keys/{parties.plant.key_id}/revoke", json={"reason": "retired"}
+    )
+    assert revoked.json()["revoked_at_size"] == 4
+
+    assert chain.post(chain.trip_entry()).status_code == 201
+
+    assert client.get("/v1/batches/B1").json()["seal_index"] == 5
+
+
 def provenance_server(seals_by_serial: dict[str, list[dict]]) -> httpx.Client:
     def answer(request: httpx.Request) -> httpx.Response:
         serial = request.url.path.split("/")[3]

@@ -16,7 +16,7 @@ from shared.audit import (
 from shared.canonical import canonical_json
 from shared.crypto import generate_key
 from shared.db import normalize_url
-from shared.merkle import leaf_hash
+from shared.merkle import leaf_hash, root_of
 from shared.note import Checkpoint, sign_checkpoint
 from tests.ledger.helpers import ORIGIN
 
@@ -240,7 +240,7 @@ SWEEP = {
     "seal changed": (change_leaf(11, rehash=True), 11, ""),
     "leaf node changed": (change_node(0, 5), 4, "tree nodes are damaged"),
     "inner node changed": (change_node(2, 1), 0, "tree nodes are damaged"),
-    "node deleted": (delete_node(1, 3), 4, "500"),
+    "node deleted": (delete_node(1, 3), 4, "503"),
     "nodes swapped": (swap_nodes(0, 2, 3), 2, "tree nodes are damaged"),
     "head checkpoint note changed": (change_checkpoint_note(18), 18, "signature"),
     "past checkpoint root changed": (change_checkpoint_root(9), 8, "another root"),
@@ -274,3 +274,119 @@ def test_a_checkpoint_check_alone_sees_a_rewritten_head(client, chain_for, ledge
     change_checkpoint_note(6)(ledger_url)
     report = audit_checkpoint(client)
     assert not report.ok and report.first_bad_index == 0
+
+
+# The append path refuses to build on a tree that no longer gives the root
+# it signed: entries 0-2 are B1's pickups and delivery (size 3, whose
+# frontier is nodes (1, 0) and (0, 2)).
+
+
+def change_head_root(url: str) -> None:
+    run_sql(url, ("UPDATE log_head SET root = :r", {"r": leaf_hash(b"forged")}))
+
+
+FRONTIER_DAMAGE = {
+    "frontier node changed": (change_node(1, 0), "not the signed root"),
+    "frontier leaf changed": (change_node(0, 2), "not the signed root"),
+    "head root changed": (change_head_root, "head's root"),
+    "head checkpoint note changed": (change_checkpoint_note(3), "does not verify"),
+    "head checkpoint deleted": (delete_checkpoint(3), "missing"),
+}
+
+
+def three_entries(chain_for):
+    chain = chain_for("B1")
+    steps = (
+        chain.pickup_entry,
+        lambda: chain.pickup_entry(request_id="req2-B1"),
+        chain.delivery_entry,
+    )
+    for build in steps:
+        assert chain.post(build()).status_code == 201
+    return chain
+
+
+def stored_log(url: str) -> tuple:
+    """Everything an append would change: entries, nodes and checkpoints."""
+    return tuple(
+        fetch(url, statement, {})
+        for statement in (
+            "SELECT count(*) FROM entries",
+            "SELECT count(*) FROM nodes",
+            "SELECT count(*), max(size) FROM checkpoints",
+            "SELECT size, root FROM log_head",
+        )
+    )
+
+
+def true_root(url: str) -> bytes:
+    """The root recomputed from the stored leaves, ignoring stored nodes."""
+    engine = create_engine(normalize_url(url))
+    with engine.connect() as connection:
+        leaves = connection.execute(
+            text('SELECT leaf FROM entries ORDER BY "index"')
+        ).scalars()
+        root = root_of(leaf_hash(bytes(leaf)) for leaf in leaves)
+    engine.dispose()
+    return root
+
+
+@pytest.mark.parametrize("case", list(FRONTIER_DAMAGE), ids=list(FRONTIER_DAMAGE))
+def test_an_append_on_a_damaged_frontier_is_refused_and_signs_nothing(
+    case, client, chain_for, ledger_url
+):
+    chain = three_entries(chain_for)
+    tamper, reason = FRONTIER_DAMAGE[case]
+    tamper(ledger_url)
+    before = stored_log(ledger_url)
+
+    response = chain.post(chain.processing_entry())
+
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("log-damaged")
+    assert problem["title"] == "The log's storage is damaged"
+    assert reason in problem["detail"] and problem["size"] == 3
+    assert stored_log(ledger_url) == before
+
+
+def test_a_seal_request_on_a_damaged_frontier_is_refused(client, chain_for, ledger_url):
+    chain_for("B1").complete()
+    change_node(1, 2)(ledger_url)
+    before = stored_log(ledger_url)
+
+    response = client.post("/v1/batches/B1/seal")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["type"].endswith("log-damaged")
+    assert stored_log(ledger_url) == before
+
+
+def test_an_untampered_log_appends_and_signs_the_true_root(
+    client, chain_for, ledger_url
+):
+    chain = three_entries(chain_for)
+
+    assert chain.post(chain.processing_entry()).status_code == 201
+    assert chain.post(chain.trip_entry()).status_code == 201
+
+    head = fetch(ledger_url, "SELECT size, root FROM log_head", {})
+    assert head.size == 6  # the trip summary completed B1: its seal is entry 5
+    assert bytes(head.root) == true_root(ledger_url)
+    assert full_audit(client, None).ok
+
+
+def test_damage_off_the_frontier_leaves_the_signed_root_true(
+    client, chain_for, ledger_url
+):
+    chain = three_entries(chain_for)
+    change_node(0, 0)(ledger_url)
+
+    assert chain.post(chain.processing_entry()).status_code == 201
+
+    checkpoint = fetch(
+        ledger_url, "SELECT size, root FROM checkpoints ORDER BY size DESC LIMIT 1", {}
+    )
+    assert checkpoint.size == 4
+    assert bytes(checkpoint.root) == true_root(ledger_url)
