@@ -82,10 +82,6 @@ Reader = Annotated[
 Uploader = Annotated[Principal, Depends(require(Role.DEVICE, Role.SERVICE))]
 
 
-class FixRejected(Unprocessable):
-    slug, title = "fix-rejected", "The fix was rejected by cleaning"
-
-
 class MalformedBody(BadRequest):
     slug, title = "malformed-body", "The body cannot be parsed"
 
@@ -232,10 +228,14 @@ def _ingest_out(device_id: str, result: ingestion.IngestResult) -> IngestOut:
 
 
 def _raw_fix(position) -> RawFix:
+    """A batch point as a raw fix; one off the globe is invalid, for cleaning
+    to count."""
+    placed = -90 <= position.lat <= 90 and -180 <= position.lon <= 180
     return RawFix(
         time=as_utc(position.time),
-        lat=position.lat,
-        lon=position.lon,
+        lat=position.lat if placed else 0.0,
+        lon=position.lon if placed else 0.0,
+        valid=placed,
         speed_mps=position.speed_mps,
         course=position.course,
         altitude_m=position.altitude_m,
@@ -255,9 +255,12 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
         """Takes one fix in the OsmAnd form Traccar Client sends: query or form
         parameters (`id`, `lat`, `lon`, `timestamp`, `speed` in knots, ...) or
         its JSON body. The device's token goes in the Authorization header or
-        the `token` parameter. A fix cleaning finds unusable is refused with
-        422 `fix-rejected`; a duplicate, inaccurate or too fast one is counted
-        and answered 200, so that the client does not resend it."""
+        the `token` parameter. A fix that cannot be read, or comes from an
+        unknown or another device, is refused with a problem. A fix cleaning
+        drops (invalid, at (0,0), in the future, too old, inaccurate, duplicate,
+        too fast) is counted under its reason in `dropped` and answered 200, as
+        Traccar's server does, so that the client does not resend it and hold
+        back the fixes queued behind it."""
         principal = osmand_principal(request, payload)
         now = utcnow()
         if payload.body is not None:
@@ -273,13 +276,6 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
             session, config=config, device=device, fixes=[fix], now=now, state=state
         )
         session.commit()
-        reason = ingestion.refusal_reason(result)
-        if reason is not None:
-            raise FixRejected(
-                f"The fix was dropped as {reason.replace('_', ' ')}.",
-                reason=reason,
-                device_id=device_id,
-            )
         return _ingest_out(device_id, result)
 
     for method in ("GET", "POST"):
@@ -305,7 +301,9 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
     ) -> IngestOut:
         """Takes a batch of buffered fixes, in any order and with repeats. Ingest
         is idempotent per device and fix time; every dropped fix is counted
-        under its reason in `dropped`."""
+        under its reason in `dropped`, a position off the globe as `invalid`,
+        and the rest of the batch is stored. A body that is not a list of
+        points with finite numbers and times with an offset is refused whole."""
         service.check_device_access(principal, device_id)
         if len(batch.positions) > config.max_batch_points:
             raise PayloadTooLarge(

@@ -29,10 +29,11 @@ class TrackingConfig(BaseSettings):
     min_stop_s: float = 20.0
     # A stop longer than this outside every registered place suggests dumping.
     dumping_after_s: float = 600.0
-    # Silence longer than this while the device moved is a telemetry gap.
+    # Silence longer than this is a telemetry gap during a trip, and at any time
+    # if the device reappears beyond the stop radius; in a batch window always.
     telemetry_gap_s: float = 300.0
-    # Silence at least this long ends the trip (parked or switched off): the
-    # silence is between trips and raises no telemetry gap.
+    # Silence at least this long ends the trip (switched off), unless the device
+    # reappears at the stop it fell silent at: then the stop goes on.
     trip_break_s: float = 3600.0
     # Movement between stops shorter than this (metres) is not a trip.
     min_trip_distance_m: float = 500.0

@@ -36,14 +36,15 @@ from shared.timeutil import as_utc, iso_utc
 
 log = structlog.get_logger()
 
+# Places where a truck starts and ends its shift: silence between two of them
+# is not a gap in custody.
+YARDS = ("depot", "plant")
 POINTS_ACCEPTED = Metric(
     "salvage_tracking_points_accepted_total", "Fixes stored after cleaning"
 )
 POINTS_DROPPED = Metric(
     "salvage_tracking_points_dropped_total", "Fixes dropped by cleaning", ["reason"]
 )
-# Reasons that mean the fix itself is unusable, whatever came before it.
-UNUSABLE = ("invalid", "zero_position", "future", "too_old")
 
 
 @dataclass
@@ -100,14 +101,6 @@ def ingest(
     _count_drops(session, device.device_id, result, now)
     POINTS_ACCEPTED.inc(result.accepted)
     return result
-
-
-def refusal_reason(result: IngestResult) -> str | None:
-    """For a single fix: the reason it was unusable, if it was."""
-    for reason in UNUSABLE:
-        if result.dropped.get(reason):
-            return reason
-    return None
 
 
 def _usable(config: TrackingConfig, fix: RawFix, now: datetime, result) -> bool:
@@ -421,10 +414,13 @@ def _advance(
 
 def _apply(session, config: TrackingConfig, device: Device, motion, now) -> None:
     """Stores and alerts what one fix made happen."""
-    if motion.gap is not None:
+    if motion.gap is not None and not _between_yards(session, motion.gap):
         _raise_gap(session, device, motion.gap, now)
     if motion.closed is not None:
-        _close_stop(session, config, device, motion.closed, now)
+        closed = motion.closed
+        if not closed.checked and closed.duration_s >= config.dumping_after_s:
+            _check_long_stop(session, config, device, closed, now)
+        _close_stop(session, config, device, closed, now)
     if motion.long_stop is not None and not motion.long_stop.checked:
         _check_long_stop(session, config, device, motion.long_stop, now)
     if motion.trip is not None:
@@ -717,6 +713,16 @@ def _dumping_message(cluster: Cluster) -> str:
     )
 
 
+def _between_yards(session: Session, gap) -> bool:
+    """A silence from a plant or depot to a plant or depot is the end of a
+    shift (an emptied truck going home), not a loaded truck gone dark."""
+    return all(
+        (place := service.find_place(session, lat=fix.lat, lon=fix.lon)) is not None
+        and place.kind in YARDS
+        for fix in (gap.start, gap.end)
+    )
+
+
 def _raise_gap(session: Session, device: Device, gap, now) -> None:
     silence = int((gap.end.time - gap.start.time).total_seconds())
     service.record_alert(
@@ -725,7 +731,10 @@ def _raise_gap(session: Session, device: Device, gap, now) -> None:
         kind="telemetry_gap",
         start=gap.start.time,
         end=gap.end.time,
-        message=f"No telemetry for {silence} s while moving {gap.distance_m:.0f} m.",
+        message=(
+            f"No telemetry for {silence} s; reappeared {gap.distance_m:.0f} m "
+            "from where it fell silent."
+        ),
         raised_by="tracking",
         now=now,
         device=device,

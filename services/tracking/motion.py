@@ -62,7 +62,8 @@ class Cluster:
 
 @dataclass
 class Gap:
-    """Silence between two accepted fixes while the device moved."""
+    """Silence between two accepted fixes during a trip, or after which the
+    device reappeared away from where it fell silent."""
 
     start: Fix
     end: Fix
@@ -129,23 +130,18 @@ def advance(rules: MotionRules, track: Track, fix: Fix) -> Motion:
     motion = Motion()
     previous, cluster = track.previous, track.cluster
     if previous is not None:
+        motion.gap = _gap(rules, track, fix)
         silence = (fix.time - previous.time).total_seconds()
-        if silence >= rules.trip_break_s:
+        if silence >= rules.trip_break_s and not _parked_through(rules, track, fix):
             _break_trip(rules, track, fix, motion)
             return motion
-        if silence >= rules.telemetry_gap_s and not _stopped(rules, cluster):
-            moved = haversine_m(previous.lat, previous.lon, fix.lat, fix.lon)
-            if moved > rules.stop_radius_m:
-                motion.gap = Gap(previous, fix, moved)
     track.previous = fix
     if track.trip_start is None:
         track.restart_trip(fix, fix)
     elif previous is not None:
         track.step(previous, fix)
     if cluster is not None:
-        if haversine_m(cluster.lat, cluster.lon, fix.lat, fix.lon) <= (
-            rules.stop_radius_m
-        ):
+        if _within(rules, cluster, fix):
             cluster.add(fix)
             if cluster.duration_s >= rules.dumping_after_s:
                 motion.long_stop = cluster
@@ -156,6 +152,38 @@ def advance(rules: MotionRules, track: Track, fix: Fix) -> Motion:
             track.restart_trip(previous, fix)
     track.cluster = Cluster.of(fix, track)
     return motion
+
+
+def _gap(rules: MotionRules, track: Track, fix: Fix) -> Gap | None:
+    """Silence longer than the gap during a trip, or whatever the motion state
+    when the device reappears beyond the stop radius from where it fell silent."""
+    previous = track.previous
+    if (fix.time - previous.time).total_seconds() <= rules.telemetry_gap_s:
+        return None
+    moved = haversine_m(previous.lat, previous.lon, fix.lat, fix.lon)
+    if moved > rules.stop_radius_m or _on_trip(rules, track):
+        return Gap(previous, fix, moved)
+    return None
+
+
+def _on_trip(rules: MotionRules, track: Track) -> bool:
+    """Moving: not at a stop, and gone beyond the stop radius since the trip began."""
+    return (
+        not _stopped(rules, track.cluster)
+        and track.trip_distance_m > rules.stop_radius_m
+    )
+
+
+def _parked_through(rules: MotionRules, track: Track, fix: Fix) -> bool:
+    """A stopped device that reappears at its stop stayed there while silent:
+    the stop goes on (and is checked for dumping) instead of the trip breaking."""
+    cluster = track.cluster
+    return _stopped(rules, cluster) and _within(rules, cluster, fix)
+
+
+def _within(rules: MotionRules, cluster: Cluster, fix: Fix) -> bool:
+    distance = haversine_m(cluster.lat, cluster.lon, fix.lat, fix.lon)
+    return distance <= rules.stop_radius_m
 
 
 def _stopped(rules: MotionRules, cluster: Cluster | None) -> bool:

@@ -16,6 +16,8 @@ KNOT_MPS = 1852 / 3600
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Traccar reads a numeric timestamp below 2**31 as seconds, above as milliseconds.
 SECONDS_LIMIT = 2**31
+# Traccar also reads `yyyy-MM-dd HH:mm:ss`, in the server's zone: here UTC.
+DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 KNOWN = {
     "id",
     "deviceid",
@@ -145,9 +147,12 @@ def fix_from_json(body: Any, now: datetime) -> tuple[str, RawFix]:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Unix seconds or milliseconds, or ISO 8601 with an offset, as UTC."""
+    """Unix seconds or milliseconds, ISO 8601 with an offset, or Traccar's
+    `yyyy-MM-dd HH:mm:ss` read as UTC."""
     value = float(text) if DECIMAL.fullmatch(text) else None
     try:
+        if DATE_TIME.fullmatch(text):
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         if value is None:
             return parse_utc(text)
         if not math.isfinite(value):
@@ -156,8 +161,8 @@ def parse_timestamp(text: str) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
     except (ValueError, OverflowError, OSError) as exc:
         raise InvalidFix(
-            f"timestamp {text[:40]!r} is not Unix seconds, milliseconds or "
-            "ISO 8601 with an offset.",
+            f"timestamp {text[:40]!r} is not Unix seconds, milliseconds, "
+            "ISO 8601 with an offset or yyyy-MM-dd HH:mm:ss (UTC).",
             parameter="timestamp",
         ) from exc
 

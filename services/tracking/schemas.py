@@ -49,16 +49,18 @@ class DeviceOut(DeviceIn):
 
 
 class PositionIn(Strict):
-    """One buffered fix of a batch upload."""
+    """One buffered fix of a batch upload. Any finite number is taken, so that
+    one bad point does not lose the batch: a position off the globe is counted
+    as an `invalid` drop, an implausible reading is set aside."""
 
     time: AwareDatetime
-    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
-    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
-    speed_mps: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    lat: float = Field(allow_inf_nan=False)
+    lon: float = Field(allow_inf_nan=False)
+    speed_mps: float | None = Field(default=None, allow_inf_nan=False)
     course: float | None = Field(default=None, allow_inf_nan=False)
     altitude_m: float | None = Field(default=None, allow_inf_nan=False)
-    accuracy_m: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    hdop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    accuracy_m: float | None = Field(default=None, allow_inf_nan=False)
+    hdop: float | None = Field(default=None, allow_inf_nan=False)
     battery: float | None = Field(default=None, allow_inf_nan=False)
     attributes: dict[str, Any] = Field(default_factory=dict)
 

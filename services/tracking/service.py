@@ -517,7 +517,20 @@ def create_trip(
             f"Device {device.device_id!r} belongs to vehicle {device.vehicle_id!r}.",
             slug="vehicle-mismatch",
         )
-    body = trip_body(session, config=config, device=device, start=start, end=end)
+    points = points_between(session, device_id=device.device_id, start=start, end=end)
+    raise_window_gaps(
+        session,
+        config=config,
+        device=device,
+        batch_id=batch_id,
+        start=start,
+        end=end,
+        points=points,
+        now=now,
+    )
+    body = trip_body(
+        session, config=config, device=device, start=start, end=end, points=points
+    )
     attach_alerts(session, batch_id=batch_id, alert_ids=body["alert_ids"])
     statement = {
         "v": 1,
@@ -567,9 +580,14 @@ def trip_body(
     device: Device,
     start: datetime,
     end: datetime,
+    points: list[tuple[datetime, float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The body of a trip.summary statement, as docs/architecture.md fixes it."""
-    points = points_between(session, device_id=device.device_id, start=start, end=end)
+    """The body of a trip.summary statement, as docs/architecture.md fixes it;
+    `points` are the window's fixes if the caller has read them already."""
+    if points is None:
+        points = points_between(
+            session, device_id=device.device_id, start=start, end=end
+        )
     stops = stops_between(
         session, config=config, device_id=device.device_id, start=start, end=end
     )
@@ -598,6 +616,66 @@ def trip_body(
         "stops": [_clipped_stop(stop, start, end) for stop in stops],
         "alert_ids": list(alerts),
     }
+
+
+def raise_window_gaps(
+    session: Session,
+    *,
+    config: TrackingConfig,
+    device: Device,
+    batch_id: str,
+    start: datetime,
+    end: datetime,
+    points: list[tuple[datetime, float, float]],
+    now: datetime,
+) -> None:
+    """Every silence in the batch window longer than the telemetry gap, its
+    edges included, raises a telemetry_gap alert unless one already covers it."""
+    marks = [(start, None), *((t, (lat, lon)) for t, lat, lon in points), (end, None)]
+    for (before, at_before), (after, at_after) in pairwise(marks):
+        silence = (after - before).total_seconds()
+        if silence <= config.telemetry_gap_s:
+            continue
+        if _gap_alerted(session, device_id=device.device_id, start=before, end=after):
+            continue
+        lat, lon = at_before or at_after or (None, None)
+        record_alert(
+            session,
+            dedup_key=f"telemetry_gap:{device.device_id}:{iso_utc(before)}",
+            kind="telemetry_gap",
+            start=before,
+            end=after,
+            message=f"No telemetry for {int(silence)} s in batch {batch_id}'s window.",
+            raised_by="tracking",
+            now=now,
+            device=device,
+            lat=lat,
+            lon=lon,
+            detail={"gap_s": int(silence), "batch_id": batch_id},
+        )
+        log.warning(
+            "tracking.window_gap_raised",
+            batch_id=batch_id,
+            device_id=device.device_id,
+            gap_s=int(silence),
+        )
+
+
+def _gap_alerted(
+    session: Session, *, device_id: str, start: datetime, end: datetime
+) -> bool:
+    """Whether a telemetry_gap alert of the device overlaps (start, end)."""
+    found = session.scalar(
+        select(Alert.id)
+        .where(
+            Alert.device_id == device_id,
+            Alert.kind == "telemetry_gap",
+            Alert.start < end,
+            Alert.end > start,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def coverage_permille(times: list[datetime], duration_s: int, gap_s: float) -> int:

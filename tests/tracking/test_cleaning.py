@@ -1,7 +1,10 @@
 """Every cleaning filter, with a fix that trips it and one that does not;
 idempotent, out-of-order batch uploads; every drop counted with its reason."""
 
+import json
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.tracking.conftest import (
     DEVICE,
@@ -28,54 +31,70 @@ def drops(client, headers) -> dict:
     return response.json()["dropped"]
 
 
-def test_zero_position_is_refused_and_counted(
+def dropped_as(response, reason: str) -> bool:
+    """Answered 200 as Traccar's server does, with the drop and its reason."""
+    return response.status_code == 200 and response.json() == {
+        "device_id": DEVICE,
+        "received": 1,
+        "accepted": 0,
+        "dropped": {reason: 1},
+    }
+
+
+def test_zero_position_is_acknowledged_counted_and_not_stored(
     client, device, device_token, service_auth
 ):
     now = datetime.now(UTC)
-    refused = osmand(client, device_token, now, lat=0, lon=0)
+    dropped = osmand(client, device_token, now, lat=0, lon=0)
     kept = osmand(client, device_token, now + timedelta(seconds=1), lat=0.001, lon=0)
 
-    assert refused.status_code == 422
-    assert refused.json()["type"] == "urn:salvage:problem:fix-rejected"
-    assert refused.json()["reason"] == "zero_position"
-    assert kept.status_code == 200
+    assert dropped_as(dropped, "zero_position")
+    assert kept.status_code == 200 and kept.json()["accepted"] == 1
     assert [p.lat for p in stored_positions(client)] == [0.001]
     assert drops(client, service_auth) == {"zero_position": 1}
 
 
-def test_fix_in_the_future_is_refused(client, device, device_token, service_auth):
+def test_fix_in_the_future_is_acknowledged_and_does_not_jam_the_queue(
+    client, device, device_token, service_auth
+):
     now = datetime.now(UTC)
-    refused = osmand(client, device_token, now + timedelta(hours=1))
-    kept = osmand(client, device_token, now + timedelta(minutes=1))
+    dropped = osmand(client, device_token, now + timedelta(hours=1))
+    queued_behind = osmand(client, device_token, now + timedelta(minutes=1))
 
-    assert refused.status_code == 422 and refused.json()["reason"] == "future"
-    assert kept.status_code == 200
+    assert dropped_as(dropped, "future")
+    assert queued_behind.status_code == 200
+    assert queued_behind.json()["accepted"] == 1
     assert len(stored_positions(client)) == 1
     assert drops(client, service_auth) == {"future": 1}
 
 
-def test_fix_too_old_is_refused(make_client, device_token, service_auth):
+def test_fix_too_old_is_acknowledged_counted_and_not_stored(
+    make_client, device_token, service_auth
+):
     client = make_client(max_age_s=86_400)
     register_device(client, service_auth, DEVICE)
     now = datetime.now(UTC)
-    refused = osmand(client, device_token, now - timedelta(days=2))
+    dropped = osmand(client, device_token, now - timedelta(days=2))
     ancient = osmand(client, device_token, datetime(1999, 12, 31, tzinfo=UTC))
     kept = osmand(client, device_token, now - timedelta(hours=1))
 
-    assert refused.status_code == 422 and refused.json()["reason"] == "too_old"
-    assert ancient.status_code == 422 and ancient.json()["reason"] == "too_old"
-    assert kept.status_code == 200
+    assert dropped_as(dropped, "too_old") and dropped_as(ancient, "too_old")
+    assert kept.status_code == 200 and kept.json()["accepted"] == 1
     assert len(stored_positions(client)) == 1
     assert drops(client, service_auth) == {"too_old": 2}
 
 
-def test_invalid_flag_is_refused(client, device, device_token):
+def test_invalid_flag_is_acknowledged_counted_and_not_stored(
+    client, device, device_token, service_auth
+):
     now = datetime.now(UTC)
-    refused = osmand(client, device_token, now, valid="false")
+    dropped = osmand(client, device_token, now, valid="false")
     kept = osmand(client, device_token, now, valid="true")
 
-    assert refused.status_code == 422 and refused.json()["reason"] == "invalid"
-    assert kept.status_code == 200
+    assert dropped_as(dropped, "invalid")
+    assert kept.status_code == 200 and kept.json()["accepted"] == 1
+    assert len(stored_positions(client)) == 1
+    assert drops(client, service_auth) == {"invalid": 1}
 
 
 def test_poor_accuracy_is_dropped_but_acknowledged(
@@ -86,9 +105,8 @@ def test_poor_accuracy_is_dropped_but_acknowledged(
     bad_hdop = osmand(client, device_token, now + timedelta(seconds=1), hdop=15)
     kept = osmand(client, device_token, now + timedelta(seconds=2), accuracy=20)
 
-    assert inaccurate.status_code == 200
-    assert inaccurate.json()["dropped"] == {"poor_accuracy": 1}
-    assert bad_hdop.json()["accepted"] == 0
+    assert dropped_as(inaccurate, "poor_accuracy")
+    assert dropped_as(bad_hdop, "poor_accuracy")
     assert kept.json()["accepted"] == 1
     assert [p.accuracy_m for p in stored_positions(client)] == [20]
     assert drops(client, service_auth) == {"poor_accuracy": 2}
@@ -195,14 +213,72 @@ def test_out_of_order_batches_give_the_same_points_and_stops(
     assert results[0][1] == results[1][1]
 
 
-def test_batch_with_garbage_is_refused_whole(client, device, device_token):
-    fixes = stay(0, 30, *HOME)
+def test_points_off_the_globe_are_counted_invalid_and_the_rest_stored(
+    client, device, device_token, service_auth
+):
+    fixes = stay(0, 60, *HOME)
     fixes[1]["lat"] = 91
+    fixes[3]["lon"] = -181.5
+    fixes[5]["accuracy_m"] = -3
+
+    response = post_batch(client, device_token, fixes)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(fixes) - 2
+    assert response.json()["dropped"] == {"invalid": 2}
+    stored = stored_positions(client)
+    assert len(stored) == len(fixes) - 2
+    assert all(-90 <= p.lat <= 90 and -180 <= p.lon <= 180 for p in stored)
+    assert stored[3].accuracy_m is None
+    assert stored[3].attributes == {"out_of_range": {"accuracy_m": -3.0}}
+    assert drops(client, service_auth) == {"invalid": 2}
+
+
+def test_points_on_the_edge_of_the_globe_are_kept(client, device, device_token):
+    fixes = [fix(0, 90, 180), fix(10, 90, -180)]
+
+    response = post_batch(client, device_token, fixes)
+
+    assert response.json()["accepted"] == 2 and response.json()["dropped"] == {}
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"lat": "north"},
+        {"lat": None},
+        {"time": "2026-12-01T08:00:10"},
+        {"time": "soon"},
+        {"speed": 3},
+    ],
+)
+def test_a_structurally_broken_batch_is_refused_whole(
+    client, device, device_token, broken
+):
+    fixes = stay(0, 30, *HOME)
+    fixes[1] = {**fixes[1], **broken}
 
     response = post_batch(client, device_token, fixes)
 
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+    assert stored_positions(client) == []
+
+
+def test_a_non_finite_number_refuses_the_batch_whole(client, device, device_token):
+    fixes = stay(0, 30, *HOME)
+    body = json.dumps({"positions": fixes}).replace(str(fixes[1]["lat"]), "NaN", 1)
+
+    response = client.post(
+        f"/v1/devices/{DEVICE}/positions",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {device_token}",
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert response.status_code == 422
     assert stored_positions(client) == []
 
 

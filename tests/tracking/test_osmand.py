@@ -2,7 +2,7 @@
 it must refuse without storing anything."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -117,6 +117,42 @@ def test_iso_8601_timestamp(client, device, device_token):
     assert as_utc(only_position(client).fix_time) == WHEN
 
 
+def test_traccar_date_time_timestamp_is_read_as_utc(client, device, device_token):
+    response = client.get(
+        "/",
+        params={
+            "id": DEVICE,
+            "lat": 52.66,
+            "lon": -8.63,
+            "timestamp": "2026-12-01 08:00:00",
+            "token": device_token,
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert as_utc(only_position(client).fix_time) == WHEN
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-12-01 08:00", "2026-12-01 25:00:00", "2026-12-01  08:00:00"]
+)
+def test_malformed_date_time_timestamp_is_refused(client, device, device_token, text):
+    response = client.get(
+        "/",
+        params={
+            "id": DEVICE,
+            "lat": 52.66,
+            "lon": -8.63,
+            "timestamp": text,
+            "token": device_token,
+        },
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:invalid-fix"
+    assert position_count(client) == 0
+
+
 def test_missing_timestamp_means_now(client, device, device_token):
     before = datetime.now(UTC)
     response = client.get(
@@ -167,6 +203,60 @@ def test_json_body_of_newer_traccar_clients(client, device, device_token):
         "extras": {"load": "full"},
         "charging": False,
     }
+
+
+def drops(client, headers) -> dict:
+    response = client.get(f"/v1/devices/{DEVICE}/drops", headers=headers)
+    return response.json()["dropped"]
+
+
+def test_a_json_body_fix_cleaning_drops_is_acknowledged_and_counted(
+    client, device, device_token, service_auth
+):
+    ahead = datetime.now(UTC) + timedelta(days=1)
+    body = {
+        "device_id": DEVICE,
+        "location": {
+            "timestamp": ahead.isoformat(),
+            "coords": {"latitude": 52.66, "longitude": -8.63},
+        },
+    }
+    response = client.post(
+        "/",
+        content=json.dumps(body),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {device_token}",
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "device_id": DEVICE,
+        "received": 1,
+        "accepted": 0,
+        "dropped": {"future": 1},
+    }
+    assert position_count(client) == 0
+    assert drops(client, service_auth) == {"future": 1}
+
+
+def test_a_form_body_fix_at_zero_zero_is_acknowledged_and_counted(
+    client, device, device_token, service_auth
+):
+    response = client.post(
+        "/",
+        content=f"id={DEVICE}&lat=0&lon=0&timestamp={UNIX}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Bearer {device_token}",
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["dropped"] == {"zero_position": 1}
+    assert position_count(client) == 0
+    assert drops(client, service_auth) == {"zero_position": 1}
 
 
 GARBAGE = [

@@ -56,7 +56,8 @@ def wait_for(predicate, timeout=10.0):
 
 
 def collection_run(client, token, headers) -> list[dict]:
-    """Depot to a community (2 min), on to a lay-by (15 min), then onwards."""
+    """Depot to a community (2 min), on to a lay-by (15 min), then onwards; the
+    telemetry ends 520 s before the end of the batch window."""
     register_place(client, headers, "community-7", *COMMUNITY, radius_m=40)
     fixes = (
         drive(0, HOME, 0, 1000, speed_mps=10)
@@ -129,9 +130,77 @@ def test_trip_links_its_alerts_to_the_batch(client, device, device_token, servic
         "/v1/alerts", params={"batch_id": "batch-1"}, headers=service_auth
     ).json()["alerts"]
 
-    assert [a["kind"] for a in linked] == ["dumping_suspected"]
-    assert body["alert_ids"] == [linked[0]["id"]]
-    assert linked[0]["batch_ids"] == ["batch-1"]
+    assert [a["kind"] for a in linked] == ["dumping_suspected", "telemetry_gap"]
+    assert body["alert_ids"] == [a["id"] for a in linked]
+    assert all(a["batch_ids"] == ["batch-1"] for a in linked)
+
+
+def window_gaps(client, headers) -> list[dict]:
+    listed = client.get(
+        "/v1/alerts", params={"batch_id": "batch-1"}, headers=headers
+    ).json()["alerts"]
+    return [a for a in listed if a["kind"] == "telemetry_gap"]
+
+
+def test_silence_at_either_edge_of_the_window_raises_a_gap_for_the_batch(
+    client, device, device_token, service_auth
+):
+    post_batch(client, device_token, stay(600, 800, *HOME, step_s=20))
+
+    body = post_trip(client, service_auth).json()["summary"]
+
+    gaps = window_gaps(client, service_auth)
+    assert [(g["start"], g["end"]) for g in gaps] == [
+        ("2026-12-01T08:00:00Z", "2026-12-01T08:10:00Z"),
+        ("2026-12-01T08:23:20Z", "2026-12-01T08:30:00Z"),
+    ]
+    assert [g["detail"] for g in gaps] == [
+        {"gap_s": 600, "batch_id": "batch-1"},
+        {"gap_s": 400, "batch_id": "batch-1"},
+    ]
+    assert {g["id"] for g in gaps} <= set(body["alert_ids"])
+
+
+def test_silence_while_parked_in_the_window_raises_a_gap_for_the_batch(
+    client, device, device_token, service_auth
+):
+    fixes = stay(0, 600, *HOME, step_s=60) + stay(1200, 600, *HOME, step_s=60)
+    post_batch(client, device_token, fixes)
+    assert window_gaps(client, service_auth) == []
+
+    post_trip(client, service_auth)
+
+    [gap] = window_gaps(client, service_auth)
+    assert (gap["start"], gap["duration_s"]) == ("2026-12-01T08:10:00Z", 600)
+    assert abs(gap["lat"] - HOME[0]) < 0.0001
+
+
+def test_a_window_covered_by_fixes_raises_no_gap(
+    client, device, device_token, service_auth
+):
+    post_batch(client, device_token, stay(0, 1800, *HOME, step_s=300))
+
+    assert post_trip(client, service_auth).status_code == 201
+
+    assert window_gaps(client, service_auth) == []
+
+
+def test_a_gap_motion_raised_is_not_raised_again_for_the_batch(
+    client, device, device_token, service_auth
+):
+    far = offset(*HOME, north_m=2000)
+    moving = drive(0, HOME, north_m=500, east_m=0, step_s=10)
+    resumed = drive(900, far, north_m=0, east_m=9000, step_s=30)
+    post_batch(client, device_token, moving + resumed)
+    [raised] = [
+        a
+        for a in client.get("/v1/alerts", headers=service_auth).json()["alerts"]
+        if a["kind"] == "telemetry_gap"
+    ]
+
+    post_trip(client, service_auth)
+
+    assert [g["id"] for g in window_gaps(client, service_auth)] == [raised["id"]]
 
 
 def test_trip_reaches_the_ledger_after_the_key(
@@ -228,7 +297,7 @@ def test_trip_as_geojson(client, device, device_token, service_auth):
     assert response.headers["content-type"] == "application/geo+json"
     collection = json.loads(response.content)
     roles = [f["properties"]["role"] for f in collection["features"]]
-    assert roles == ["path", "stop", "stop", "alert"]
+    assert roles == ["path", "stop", "stop", "alert", "alert"]
     assert len(collection["features"][0]["geometry"]["coordinates"]) == len(fixes)
 
 

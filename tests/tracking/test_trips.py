@@ -1,5 +1,6 @@
 """Trips from motion, distance per trip and per day, the trip replay, and
-telemetry gaps that count only while a trip goes on."""
+telemetry gaps: any silence during a trip, and any silence after which the
+truck reappears away from where it fell silent, whatever it was doing."""
 
 import json
 
@@ -11,6 +12,7 @@ from tests.tracking.conftest import (
     offset,
     post_batch,
     register_device,
+    register_place,
     stay,
 )
 
@@ -154,7 +156,19 @@ def test_an_unknown_trip_is_404(client, device, service_auth):
     assert response.status_code == 404
 
 
-def test_overnight_silence_between_trips_is_no_telemetry_gap(
+def test_overnight_silence_at_the_same_spot_is_no_telemetry_gap(
+    client, device, device_token, service_auth
+):
+    depot_evening = stay(0, 120, *HOME)
+    morning_there = stay(10 * 3600, 60, *HOME)
+    driving_off = drive(10 * 3600 + 70, HOME, north_m=1000, east_m=0)
+
+    post_batch(client, device_token, depot_evening + morning_there + driving_off)
+
+    assert alerts(client, service_auth, "telemetry_gap") == []
+
+
+def test_reappearing_elsewhere_after_the_night_is_a_telemetry_gap(
     client, device, device_token, service_auth
 ):
     depot_evening = stay(0, 120, *HOME)
@@ -162,16 +176,115 @@ def test_overnight_silence_between_trips_is_no_telemetry_gap(
 
     post_batch(client, device_token, depot_evening + morning_elsewhere)
 
+    [gap] = alerts(client, service_auth, "telemetry_gap")
+    assert gap["duration_s"] == 10 * 3600 - 120
+    assert abs(gap["detail"]["distance_m"] - 2000) <= 5
+    assert abs(gap["lat"] - FAR[0]) < 0.0001
+
+
+def test_dark_from_the_plant_back_to_the_depot_is_the_end_of_a_shift(
+    client, device, device_token, service_auth
+):
+    register_place(client, service_auth, "plant", *HOME, kind="plant")
+    register_place(client, service_auth, "depot", *FAR, kind="depot")
+    at_plant = stay(0, 120, *HOME)
+    morning_at_depot = stay(10 * 3600, 60, *FAR)
+
+    post_batch(client, device_token, at_plant + morning_at_depot)
+
     assert alerts(client, service_auth, "telemetry_gap") == []
 
 
-def test_silence_while_parked_then_driving_off_is_no_telemetry_gap(
+def test_dark_from_a_community_to_the_depot_is_still_a_gap(
+    client, device, device_token, service_auth
+):
+    register_place(client, service_auth, "flats", *HOME, kind="community")
+    register_place(client, service_auth, "depot", *FAR, kind="depot")
+    at_flats = stay(0, 120, *HOME)
+    morning_at_depot = stay(10 * 3600, 60, *FAR)
+
+    post_batch(client, device_token, at_flats + morning_at_depot)
+
+    [gap] = alerts(client, service_auth, "telemetry_gap")
+    assert gap["duration_s"] == 10 * 3600 - 120
+
+
+def test_silence_while_parked_then_driving_off_from_there_is_no_gap(
+    client, device, device_token, service_auth
+):
+    parked = stay(0, 120, *HOME)
+    later = drive(120 + 2400, HOME, north_m=1000, east_m=0)
+
+    post_batch(client, device_token, parked + later)
+
+    assert alerts(client, service_auth, "telemetry_gap") == []
+
+
+def test_parked_switched_off_and_reappearing_elsewhere_is_a_telemetry_gap(
     client, device, device_token, service_auth
 ):
     parked = stay(0, 120, *HOME)
     later = drive(120 + 2400, FAR, north_m=1000, east_m=0)
 
     post_batch(client, device_token, parked + later)
+
+    [gap] = alerts(client, service_auth, "telemetry_gap")
+    assert gap["duration_s"] == 2400
+    assert gap["start"] == "2026-12-01T08:02:00Z"
+
+
+def test_a_stop_then_hours_dark_and_a_drive_elsewhere_is_a_gap_and_ends_the_stop(
+    client, device, device_token, service_auth
+):
+    paused = stay(0, 300, *HOME)
+    reappears = drive(300 + 2 * 3600, FAR, north_m=1000, east_m=0)
+
+    post_batch(client, device_token, paused + reappears)
+
+    [gap] = alerts(client, service_auth, "telemetry_gap")
+    assert gap["duration_s"] == 2 * 3600
+    stops = client.get(f"/v1/devices/{DEVICE}/stops", headers=service_auth).json()
+    assert stops[0]["duration_s"] == 300 and not stops[0]["ongoing"]
+    assert alerts(client, service_auth, "dumping_suspected") == []
+
+
+def test_parked_dark_for_hours_outside_every_place_is_one_stop_and_dumping(
+    client, device, device_token, service_auth
+):
+    paused = stay(0, 300, *HOME)
+    same_spot = stay(300 + 2 * 3600, 60, *HOME)
+    driving_off = drive(300 + 2 * 3600 + 70, HOME, north_m=1000, east_m=0)
+
+    post_batch(client, device_token, paused + same_spot + driving_off)
+
+    assert alerts(client, service_auth, "telemetry_gap") == []
+    [dumping] = alerts(client, service_auth, "dumping_suspected")
+    assert dumping["duration_s"] == 300 + 2 * 3600 + 70
+    stops = client.get(f"/v1/devices/{DEVICE}/stops", headers=service_auth).json()
+    assert [s["duration_s"] for s in stops] == [300 + 2 * 3600 + 70]
+
+
+def test_silence_during_a_trip_is_a_gap_even_back_at_the_same_spot(
+    client, device, device_token, service_auth
+):
+    moving = drive(0, HOME, north_m=500, east_m=0)
+    end = offset(*HOME, north_m=500)
+    after_silence = drive(50 + 600, end, north_m=500, east_m=0)
+
+    post_batch(client, device_token, moving + after_silence)
+
+    [gap] = alerts(client, service_auth, "telemetry_gap")
+    assert gap["duration_s"] == 600
+    assert gap["detail"]["distance_m"] == 0
+
+
+def test_a_short_silence_during_a_trip_is_no_gap(
+    client, device, device_token, service_auth
+):
+    moving = drive(0, HOME, north_m=500, east_m=0)
+    after_silence = drive(50 + 300, offset(*HOME, north_m=500), 500, 0)
+
+    post_batch(client, device_token, moving + after_silence)
 
     assert alerts(client, service_auth, "telemetry_gap") == []
 
