@@ -2,7 +2,10 @@
 
 The first request with a key stores a digest of its body and its response in
 the same transaction as its effect. A repeat with the same body gets the
-stored response; a repeat with a different body is refused.
+stored response; a repeat with a different body is refused. Two requests
+with one key that run at once both pass replay(); the second to store its
+answer is refused with 409 and its transaction, effect included, is rolled
+back by the caller.
 """
 
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.canonical import digest_of
@@ -85,14 +89,46 @@ def remember(
     status_code: int,
     response: Any,
 ) -> None:
-    """Stores the answer in the caller's transaction; the caller commits."""
-    session.execute(
-        insert(table).values(
-            key=key,
-            principal=principal,
-            request_digest=digest_of(request),
-            status_code=status_code,
-            response=response,
-            created_at=datetime.now(UTC),
+    """Stores the answer in the caller's transaction; the caller commits.
+
+    A rival request that stored an answer under the key first wins: this one
+    raises Conflict, so that its caller rolls its own effect back.
+    """
+    digest = digest_of(request)
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(table).values(
+                    key=key,
+                    principal=principal,
+                    request_digest=digest,
+                    status_code=status_code,
+                    response=response,
+                    created_at=datetime.now(UTC),
+                )
+            )
+    except IntegrityError as exc:
+        raise _rival(
+            session, table, key=key, principal=principal, digest=digest
+        ) from exc
+
+
+def _rival(
+    session: Session, table: Table, *, key: str, principal: str, digest: str
+) -> Conflict:
+    """The refusal for a request that lost the race for its key."""
+    row = session.execute(
+        select(table.c.request_digest).where(
+            table.c.key == key, table.c.principal == principal
         )
+    ).first()
+    if row is not None and row.request_digest == digest:
+        return Conflict(
+            "A request with this Idempotency-Key and body was completed at the "
+            "same time; send it again to get that answer.",
+            slug="idempotency-key-in-flight",
+        )
+    return Conflict(
+        "This Idempotency-Key was used with a different request.",
+        slug="idempotency-key-reused",
     )

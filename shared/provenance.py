@@ -7,8 +7,10 @@ signed checkpoint. verify_credit_bundle checks all of it with no network:
 the checkpoint's signature, every proof, every seal against its chain (by
 shared.audit.verify_bundle), the trading key's signatures, that the seal list
 is the one the issuance committed to, that each quantification names its
-seal and the figures the seal holds, and that each quantification's
-arithmetic recomputes to the gram.
+seal and the figures the seal holds, uses the rows of a factor table whose
+digest it recorded, and recomputes to the gram, and that the issuance's own
+arithmetic holds: the carry-over from the project's previous issuance, the
+whole tonnes, the buffer share and the serial blocks.
 """
 
 import argparse
@@ -26,7 +28,7 @@ from shared.audit import (
     open_checkpoint,
     verify_bundle,
 )
-from shared.canonical import b64, canonical_json, unb64
+from shared.canonical import b64, canonical_json, sha256, unb64
 from shared.crypto import verify_statement
 from shared.merkle import leaf_hash, root_of, verify_inclusion
 from shared.note import Checkpoint
@@ -37,6 +39,15 @@ ISSUANCE = "credit.issuance"
 QUANTIFICATION = "credit.quantification"
 RETIREMENT = "credit.retirement"
 PERMILLE = 1000
+GRAMS_PER_TONNE = 1_000_000
+ISSUANCE_COUNTS = (
+    "carried_in_g",
+    "report_total_g",
+    "tonnes",
+    "buffer_tonnes",
+    "carried_out_g",
+    "buffer_permille",
+)
 SERIAL_BLOCK = re.compile(r"^SALV-[A-Z0-9]+-[0-9]{4}-([0-9]+)(?:-([0-9]+))?$")
 
 
@@ -48,6 +59,11 @@ def seal_ref(batch_id: str, index: int, leaf_hash_b64: str) -> dict[str, Any]:
 def seals_root(seals: Iterable[dict[str, Any]]) -> str:
     """RFC 6962 root (base64) over the canonical JSON of each seal, in order."""
     return b64(root_of(leaf_hash(canonical_json(seal)) for seal in seals))
+
+
+def factor_table_digest(rows: dict[str, dict[str, str]]) -> str:
+    """Hex SHA-256 of a whole factor table's rows in canonical JSON."""
+    return sha256(canonical_json(rows)).hex()
 
 
 def verify_credit_bundle(
@@ -68,6 +84,7 @@ def verify_credit_bundle(
         entries = _proven_entries(bundle, checkpoint)
         keys = _keys(bundle)
         issuance = _issuance(bundle, entries, keys)
+        report.notes.append(_issued_arithmetic(bundle, entries, keys, issuance))
         seals = _committed_seals(bundle, issuance)
         total = sum(
             _verify_batch(bundle, entries, keys, key, seal, issuance.index)
@@ -196,6 +213,157 @@ def _issuance(
     return issuance
 
 
+def _issued_arithmetic(
+    bundle: dict[str, Any],
+    entries: dict[int, LoggedEntry],
+    keys: dict[str, KeyInfo | None],
+    issuance: LoggedEntry,
+) -> str:
+    """The issuance's carry-over, tonnes, buffer and serial blocks add up."""
+    body = issuance.statement["body"]
+    for name in ISSUANCE_COUNTS:
+        if not _is_int(body.get(name)):
+            raise AuditFailure(
+                f"the issuance does not record {name} as an integer", issuance.index
+            )
+    _check_carried_in(bundle, entries, keys, issuance)
+    available = body["carried_in_g"] + body["report_total_g"]
+    tonnes = max(available, 0) // GRAMS_PER_TONNE
+    if body["tonnes"] != tonnes:
+        raise AuditFailure(
+            f"the issuance issues {body['tonnes']} t, but {body['carried_in_g']} g "
+            f"carried in and {body['report_total_g']} g reported make {tonnes} "
+            "whole t",
+            issuance.index,
+        )
+    carried_out = available - tonnes * GRAMS_PER_TONNE
+    if body["carried_out_g"] != carried_out:
+        raise AuditFailure(
+            f"the issuance carries out {body['carried_out_g']} g, not {carried_out} g",
+            issuance.index,
+        )
+    buffer_t = -(-tonnes * body["buffer_permille"] // PERMILLE)
+    if body["buffer_tonnes"] != buffer_t:
+        raise AuditFailure(
+            f"the issuance holds back {body['buffer_tonnes']} buffer t, but "
+            f"{body['buffer_permille']} per mille of {tonnes} t, rounded up, "
+            f"is {buffer_t} t",
+            issuance.index,
+        )
+    _check_serial_blocks(issuance)
+    return (
+        f"issued {tonnes} t from {body['carried_in_g']} g carried in and "
+        f"{body['report_total_g']} g reported, {buffer_t} t to the buffer, "
+        f"{carried_out} g carried out"
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_carried_in(
+    bundle: dict[str, Any],
+    entries: dict[int, LoggedEntry],
+    keys: dict[str, KeyInfo | None],
+    issuance: LoggedEntry,
+) -> None:
+    """The carry-over is what the project's previous issuance carried out; the
+    project's first issuance carries in nothing and starts at serial 1."""
+    body = issuance.statement["body"]
+    previous_id = body.get("previous_issuance_id")
+    if previous_id is None:
+        if body["carried_in_g"] != 0:
+            raise AuditFailure(
+                f"the project's first issuance carries in {body['carried_in_g']} g; "
+                "a first issuance carries in 0 g",
+                issuance.index,
+            )
+        if body["tonnes"] and body.get("serial_start") != 1:
+            raise AuditFailure(
+                "the project's first issuance does not start at serial 1",
+                issuance.index,
+            )
+        return
+    ref = bundle.get("previous_issuance") or {}
+    previous = _entry(entries, ref.get("index"), ISSUANCE, "previous issuance entry")
+    _signed_by_trading(previous, keys)
+    before = previous.statement.get("body") or {}
+    if (
+        before.get("issuance_id") != previous_id
+        or before.get("project") != body.get("project")
+        or previous.index >= issuance.index
+    ):
+        raise AuditFailure(
+            f"the bundled previous issuance is not {previous_id} of the project",
+            previous.index,
+        )
+    if body["carried_in_g"] != before.get("carried_out_g"):
+        raise AuditFailure(
+            f"the issuance carries in {body['carried_in_g']} g, but the previous "
+            f"issuance {previous_id} carried out {before.get('carried_out_g')} g",
+            issuance.index,
+        )
+    last = before.get("serial_end")
+    if body["tonnes"] and _is_int(last) and body.get("serial_start") != last + 1:
+        raise AuditFailure(
+            f"the issuance's serials do not follow the previous issuance's {last}",
+            issuance.index,
+        )
+
+
+def _check_serial_blocks(issuance: LoggedEntry) -> None:
+    """The serial range holds the tonnes issued, and the blocks tile it with
+    the buffer's share in buffer blocks."""
+    body = issuance.statement["body"]
+    start, end, tonnes = (
+        body.get("serial_start"),
+        body.get("serial_end"),
+        body["tonnes"],
+    )
+    if tonnes == 0:
+        if start is not None or end is not None or body.get("blocks"):
+            raise AuditFailure("an issuance of 0 t holds serials", issuance.index)
+        return
+    if not _is_int(start) or not _is_int(end) or end - start + 1 != tonnes:
+        raise AuditFailure(
+            f"the serial range {start} to {end} does not hold the {tonnes} t issued",
+            issuance.index,
+        )
+    prefix = f"SALV-{body.get('project')}-{body.get('vintage')}-"
+    expected, buffered = start, 0
+    for block in body.get("blocks") or []:
+        serial = str(block.get("serial")) if isinstance(block, dict) else ""
+        match = SERIAL_BLOCK.match(serial)
+        first = int(match[1]) if match else None
+        last = int(match[2] or match[1]) if match else None
+        if (
+            match is None
+            or not serial.startswith(prefix)
+            or first != expected
+            or last < first
+            or block.get("quantity_t") != last - first + 1
+        ):
+            raise AuditFailure(
+                f"the serial block {serial or '?'} does not continue the issuance's "
+                f"range at {expected}",
+                issuance.index,
+            )
+        if block.get("status") == "buffer":
+            buffered += last - first + 1
+        expected = last + 1
+    if expected != end + 1:
+        raise AuditFailure(
+            f"the serial blocks end at {expected - 1}, not at {end}", issuance.index
+        )
+    if buffered != body["buffer_tonnes"]:
+        raise AuditFailure(
+            f"the buffer blocks hold {buffered} t, not the {body['buffer_tonnes']} "
+            "buffer t issued",
+            issuance.index,
+        )
+
+
 def _monitoring_report(issuance: LoggedEntry) -> str:
     """A note on the monitoring report and verifier the signed issuance names."""
     body = issuance.statement["body"]
@@ -257,7 +425,41 @@ def _verify_batch(
             "the quantification follows the issuance", quantification.index
         )
     _signed_by_trading(quantification, keys)
+    _check_factor_rows(bundle, quantification)
     return check_quantification(quantification, sealed)
+
+
+def _check_factor_rows(bundle: dict[str, Any], quantification: LoggedEntry) -> None:
+    """The factor rows the quantification used are those of the table whose
+    digest it recorded, and the bundled table has that digest."""
+    body = quantification.statement.get("body") or {}
+    version, digest = body.get("factor_version"), body.get("factor_table_sha256")
+    if not isinstance(digest, str):
+        raise AuditFailure(
+            f"the quantification records no digest of factor table {version}",
+            quantification.index,
+        )
+    table = (bundle.get("factor_tables") or {}).get(version)
+    if not isinstance(table, dict):
+        raise AuditFailure(
+            f"the bundle lacks factor table {version}", quantification.index
+        )
+    if factor_table_digest(table) != digest:
+        raise AuditFailure(
+            f"the bundled factor table {version} is not the one the quantification "
+            f"used (SHA-256 {digest})",
+            quantification.index,
+        )
+    used = (body.get("result") or {}).get("factors") or {}
+    for key, row in used.items():
+        known = table.get(key) or {}
+        if not isinstance(row, dict) or any(
+            row.get(name) != known.get(name) for name in ("value", "unit", "source")
+        ):
+            raise AuditFailure(
+                f"the quantification's factor {key} is not the row of table {version}",
+                quantification.index,
+            )
 
 
 def _check_seal_chain(

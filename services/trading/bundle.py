@@ -1,9 +1,11 @@
 """The offline provenance bundle of a credit serial.
 
 For a serial it gathers, from the ledger, every entry behind it: the
-issuance, each batch's quantification, seal, custody chain and trip (the
-ledger's per-batch bundles), and the retirements of its tonnes, each with an
-inclusion proof against ONE signed checkpoint, plus the signers' keys.
+issuance and the project's issuance before it (whose carry-over it takes),
+each batch's quantification, seal, custody chain and trip (the ledger's
+per-batch bundles), and the retirements of its tonnes, each with an
+inclusion proof against ONE signed checkpoint, plus the signers' keys and
+the whole factor tables the quantifications name.
 shared.provenance.verify_credit_bundle checks it with no network.
 """
 
@@ -18,7 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.trading import registry, sealed
-from services.trading.models import Block, LedgerPin, LedgerReceipt, outbox
+from services.trading.methodology import load_factor_table
+from services.trading.models import (
+    Block,
+    Calculation,
+    LedgerPin,
+    LedgerReceipt,
+    outbox,
+)
 from services.trading.service import TradingContext, ledger_verifier
 from shared.canonical import b64, canonical_json, unb64
 from shared.http import problem_detail
@@ -38,6 +47,12 @@ def credit_bundle(
     project, vintage, start, end = registry.parse_serial(serial)
     issuance = registry.issuance_holding(session, project, vintage, start, end)
     issued = logged(session, ctx=ctx, key=f"trading:credit.issuance:{issuance.id}")
+    before = registry.previous_issuance(session, issuance)
+    prior = (
+        logged(session, ctx=ctx, key=f"trading:credit.issuance:{before.id}")
+        if before is not None
+        else None
+    )
     retired = [
         logged(session, ctx=ctx, key=f"trading:credit.retirement:{rid}")
         for rid in _retirement_ids(session, project, start, end)
@@ -48,7 +63,7 @@ def credit_bundle(
     try:
         for seal in seals:
             collector.add_batch(seal["batch_id"])
-        for receipt in [issued, *retired]:
+        for receipt in [issued, *([prior] if prior else []), *retired]:
             collector.add_index(receipt.index)
     except (KeyError, TypeError, ValueError) as exc:
         raise ServiceUnavailable("The ledger served a malformed proof.") from exc
@@ -63,11 +78,25 @@ def credit_bundle(
         "verifier_key": ledger_key_text(session, ctx),
         "checkpoint": note,
         "issuance": {"id": issuance.id, "index": issued.index},
+        "previous_issuance": (
+            {"id": before.id, "index": prior.index} if before and prior else None
+        ),
         "retirements": [{"index": r.index} for r in retired],
         "seals": seals,
         "entries": [collector.entries[i] for i in sorted(collector.entries)],
         "keys": collector.key_records(),
+        "factor_tables": _factor_tables(session, issuance.report_id),
     }
+
+
+def _factor_tables(session: Session, report_id: str) -> dict[str, Any]:
+    """The whole factor tables the report's calculations used, by version."""
+    versions = session.execute(
+        select(Calculation.factor_version)
+        .where(Calculation.report_id == report_id)
+        .distinct()
+    ).scalars()
+    return {version: load_factor_table(version).rows() for version in sorted(versions)}
 
 
 def ledger_key_text(session: Session, ctx: TradingContext) -> str:

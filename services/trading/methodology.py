@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.problems import NotFound, Unprocessable
+from shared.provenance import factor_table_digest
 
 FACTORS_DIR = Path(__file__).resolve().parent / "factors"
 VERSION_PATTERN = re.compile(r"^v[0-9]{1,4}$")
@@ -54,6 +55,23 @@ class FactorTable:
                 slug="factor-missing",
             )
         return self.factors[key].value
+
+    def rows(self) -> dict[str, dict[str, str]]:
+        """The whole table in the canonical form its digest is taken over."""
+        return {
+            key: {
+                "value": str(factor.value),
+                "unit": factor.unit,
+                "source": factor.source,
+                "note": factor.note,
+            }
+            for key, factor in sorted(self.factors.items())
+        }
+
+    @property
+    def digest(self) -> str:
+        """Hex SHA-256 of the canonical table; an in-place edit changes it."""
+        return factor_table_digest(self.rows())
 
     def snapshot(self, keys: list[str]) -> dict[str, dict[str, str]]:
         """The rows a calculation used, copied into its record."""
@@ -202,5 +220,6 @@ def quantify(inputs: BatchInputs, table: FactorTable, policy: Policy) -> dict:
         "discount_permille": discount,
         "discount_reasons": reasons,
         "creditable_g": creditable,
+        "factor_table_sha256": table.digest,
         "factors": table.snapshot([*used, transport_key, PLANT_KEY, LEAKAGE_KEY]),
     }

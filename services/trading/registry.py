@@ -217,7 +217,13 @@ def decide_report(
     approve: bool,
     comments: str,
 ) -> Report:
-    """A verifier approves (issuing credits) or rejects a submitted report."""
+    """A verifier approves (issuing credits) or rejects a submitted report;
+    a rejection says why."""
+    if not approve and not comments.strip():
+        raise Unprocessable(
+            "A rejection needs comments that say what the report must fix.",
+            slug="comments-required",
+        )
     query = select(Report).where(Report.id == report_id).with_for_update()
     report = session.execute(query).scalar_one_or_none()
     if report is None:
@@ -361,15 +367,19 @@ def issuance_body(session: Session, issuance: Issuance) -> dict[str, Any]:
                 "status": block.status,
             }
         )
+    report = session.get(Report, issuance.report_id)
+    before = previous_issuance(session, issuance)
     return {
         "issuance_id": issuance.id,
         "report_id": issuance.report_id,
-        "report": _report_summary(session.get(Report, issuance.report_id)),
+        "report": _report_summary(report),
         "project": issuance.project,
         "vintage": issuance.vintage,
+        "previous_issuance_id": before.id if before else None,
         "carried_in_g": issuance.carried_in_g,
         "report_total_g": issuance.report_total_g,
         "tonnes": issuance.tonnes,
+        "buffer_permille": report.buffer_permille,
         "buffer_tonnes": issuance.buffer_tonnes,
         "carried_out_g": issuance.carried_out_g,
         "serial_start": issuance.serial_start,
@@ -380,6 +390,24 @@ def issuance_body(session: Session, issuance: Issuance) -> dict[str, Any]:
         "seal_count": len(seals),
         "issued_at": iso_utc(issuance.issued_at),
     }
+
+
+def previous_issuance(session: Session, issuance: Issuance) -> Issuance | None:
+    """The project's issuance just before this one, whose carry-over it took.
+
+    issue() numbers a project's issuances under the project's row lock, so
+    their issued_at order is the order of their serials and carry-overs.
+    """
+    query = (
+        select(Issuance)
+        .where(
+            Issuance.project == issuance.project,
+            Issuance.issued_at < issuance.issued_at,
+        )
+        .order_by(Issuance.issued_at.desc(), Issuance.id.desc())
+        .limit(1)
+    )
+    return session.execute(query).scalars().first()
 
 
 def _report_summary(report: Report) -> dict[str, Any]:

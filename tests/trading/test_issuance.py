@@ -92,6 +92,44 @@ def test_a_rejected_report_issues_nothing_and_frees_its_batches(sealed_log, desk
     assert again.json()["batch_ids"] == ["B1"]
 
 
+@pytest.mark.parametrize("comments", ["", "   "])
+def test_a_rejection_without_comments_is_refused_and_changes_nothing(
+    sealed_log, desk, trading, auth_header, comments
+):
+    holder = desk.account("operator")
+    sealed_log.write_batch("B1", net_kg=1100, outputs=ONE_AND_A_HALF, distance_m=2000)
+    report = desk.report(holder).json()
+
+    refused = trading.post(
+        f"/v1/reports/{report['id']}/decision",
+        json={"decision": "reject", "comments": comments},
+        headers=auth_header("verifier", sub="verifier-1"),
+    )
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "urn:salvage:problem:comments-required"
+    stored = trading.get(f"/v1/reports/{report['id']}").json()
+    assert stored["status"] == "submitted"
+    assert stored["decided_by"] is None and stored["comments"] is None
+    assert desk.decide(report["id"], "reject").json()["status"] == "rejected"
+
+
+def test_an_approval_needs_no_comments(sealed_log, desk, trading, auth_header):
+    holder = desk.account("operator")
+    sealed_log.write_batch("B1", net_kg=1100, outputs=ONE_AND_A_HALF, distance_m=2000)
+    report = desk.report(holder).json()
+
+    approved = trading.post(
+        f"/v1/reports/{report['id']}/decision",
+        json={"decision": "approve"},
+        headers=auth_header("verifier", sub="verifier-1"),
+    )
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["issuance"]["tonnes"] == 1
+
+
 def test_only_a_verifier_decides_and_only_once(sealed_log, desk, trading):
     holder = desk.account("operator")
     sealed_log.write_batch("B1", net_kg=1100, outputs=ONE_AND_A_HALF, distance_m=2000)

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from services.trading import market
 from shared.canonical import unb64
 from shared.crypto import public_key_from_b64, verify_statement
 from shared.merkle import verify_inclusion
@@ -320,3 +321,52 @@ def test_a_retried_retirement_retires_once(trading, desk, listing, auth_header):
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert balances(trading, mine, auth_header)["retired"] == 2
+
+
+def test_one_key_raced_with_two_bodies_is_refused_not_failed(
+    trading, desk, listing, auth_header, monkeypatch
+):
+    """Both requests pass the replay check before either stores its answer."""
+    mine = desk.account("stationery")
+    monkeypatch.setattr(market, "_replayed", lambda *args: None)
+
+    first = buy(trading, buyer(auth_header), listing["id"], 4, "raced")
+    other = buy(trading, buyer(auth_header), listing["id"], 5, "raced")
+    same = buy(trading, buyer(auth_header), listing["id"], 4, "raced")
+
+    assert first.status_code == 201
+    assert other.status_code == same.status_code == 409
+    assert other.headers["content-type"] == "application/problem+json"
+    assert other.json()["type"] == "urn:salvage:problem:idempotency-key-reused"
+    assert same.json()["type"] == "urn:salvage:problem:idempotency-key-in-flight"
+    assert balances(trading, mine, auth_header)["held"] == 4
+    assert trading.get(f"/v1/listings/{listing['id']}").json()["available_t"] == 21
+
+
+def test_one_key_sent_at_once_to_two_listings_buys_once(
+    trading, desk, listing, operator, auth_header
+):
+    mine = desk.account("stationery")
+    second = trading.post(
+        "/v1/listings",
+        json={"account_id": operator, "quantity_t": 10, "price_cny": "90"},
+        headers=auth_header("service", sub="service:operator"),
+    ).json()
+    answers: list = []
+
+    def send(listing_id: str) -> None:
+        answers.append(buy(trading, buyer(auth_header), listing_id, 2, "two-lists"))
+
+    threads = [
+        threading.Thread(target=send, args=(listing_id,))
+        for listing_id in (listing["id"], second["id"]) * 3
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    codes = Counter(a.status_code for a in answers)
+    assert codes[201] >= 1 and codes[201] + codes[409] == 6, codes
+    assert len({a.json()["id"] for a in answers if a.status_code == 201}) == 1
+    assert balances(trading, mine, auth_header)["held"] == 2

@@ -1,5 +1,7 @@
 """The factor table and the arithmetic, checked by hand to the gram."""
 
+import dataclasses
+from decimal import Decimal
 from fractions import Fraction
 
 from hypothesis import given
@@ -8,10 +10,15 @@ from hypothesis import strategies as st
 from services.trading.methodology import (
     MATERIALS,
     BatchInputs,
+    FactorTable,
     Policy,
     load_factor_table,
     quantify,
 )
+
+# The SHA-256 of the shipped v1 table. Credits were issued under v1, so v1.csv
+# is never edited in place: a change is a new version, and this test fails.
+V1_DIGEST = "15f7537cae57f4f78963afc7d593962345e89156eea6b89b2a11d6add396eb84"
 
 POLICY = Policy(
     truck_class="diesel_truck_2t",
@@ -137,3 +144,27 @@ def test_a_credit_is_never_rounded_up(net_kg, shares, distance_m, coverage, meas
     if exact > 0:
         exact *= Fraction(1000 - result["discount_permille"], 1000)
     assert result["creditable_g"] <= exact
+
+
+def test_the_shipped_v1_table_is_frozen_by_its_digest():
+    table = load_factor_table("v1")
+
+    assert table.digest == V1_DIGEST
+    assert quantify(inputs(), table, POLICY)["factor_table_sha256"] == V1_DIGEST
+
+
+def test_an_edit_of_any_row_changes_the_table_digest():
+    table = load_factor_table("v1")
+    plant = table.factors["plant.processing"]
+    edits = [
+        dataclasses.replace(plant, value=Decimal("0.5")),
+        dataclasses.replace(plant, source="elsewhere"),
+        dataclasses.replace(plant, note="reworded"),
+    ]
+
+    digests = {
+        FactorTable("v1", {**table.factors, plant.key: edit}).digest for edit in edits
+    }
+
+    assert V1_DIGEST not in digests
+    assert len(digests) == len(edits)

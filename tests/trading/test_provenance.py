@@ -220,8 +220,10 @@ def test_salvage_audit_credit_bundle_passes_a_good_bundle_and_names_the_fault(
     runner = CliRunner()
 
     passed = runner.invoke(audit_app, ["credit-bundle", str(good), "--key", key])
-    failed = runner.invoke(audit_app, ["credit-bundle", str(bad)])
-    unreadable = runner.invoke(audit_app, ["credit-bundle", str(tmp_path / "none")])
+    failed = runner.invoke(audit_app, ["credit-bundle", str(bad), "--key", key])
+    unreadable = runner.invoke(
+        audit_app, ["credit-bundle", str(tmp_path / "none"), "--key", key]
+    )
 
     assert passed.exit_code == 0, passed.output
     assert "PASS credit-bundle" in passed.output
@@ -319,3 +321,189 @@ def test_a_batch_counted_twice_in_the_log_fails_the_offline_check(
 def _log(ledger) -> list[dict]:
     size = int(ledger.get("/v1/checkpoint").text.split("\n")[1])
     return [ledger.get(f"/v1/entries/{i}").json()["entry"] for i in range(size)]
+
+
+def _issuance_leaf(bundle: dict) -> dict:
+    index = bundle["issuance"]["index"]
+    [item] = [item for item in bundle["entries"] if item["index"] == index]
+    return json.loads(base64.b64decode(item["leaf"]))
+
+
+def _relogged(trading, ledger, bundle: dict, change) -> dict:
+    """The bundle with its issuance replaced by a copy that trading's key signed
+    and the ledger logged, its body first changed by change."""
+    statement = copy.deepcopy(_issuance_leaf(bundle)["statement"])
+    change(statement["body"])
+    signer = trading.app.state.trading.signer
+    posted = ledger.post(
+        "/v1/entries",
+        json={
+            "statement": statement,
+            "signatures": [sign_statement(signer, statement)],
+        },
+        headers={"Idempotency-Key": f"relogged-{len(_log(ledger))}"},
+    )
+    assert posted.status_code == 201, posted.text
+    index = posted.json()["index"]
+    note = ledger.get("/v1/checkpoint").text
+    size = int(note.split("\n")[1])
+    forged = copy.deepcopy(bundle)
+    leaf = ledger.get(f"/v1/entries/{index}").json()["leaf"]
+    forged["entries"].append({"index": index, "leaf": leaf})
+    for item in forged["entries"]:
+        proof = ledger.get(
+            "/v1/proof/inclusion", params={"index": item["index"], "size": size}
+        )
+        item["inclusion"] = proof.json()["hashes"]
+    forged["checkpoint"] = note
+    forged["issuance"]["index"] = index
+    return forged
+
+
+def _grow_last_block(body: dict, tonnes: int) -> None:
+    block = body["blocks"][-1]
+    first = int(block["serial"].split("-")[3])
+    block["quantity_t"] += tonnes
+    block["serial"] = f"SALV-TEST-{body['vintage']}-{first}-{body['serial_end']}"
+
+
+def _inflate_tonnes(body: dict) -> None:
+    body["tonnes"] += 1
+    body["serial_end"] += 1
+    _grow_last_block(body, 1)
+
+
+def _inflate_carry(body: dict) -> None:
+    body["carried_in_g"] += 2_000_000
+    _inflate_tonnes(body)
+    _inflate_tonnes(body)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (_inflate_carry, "first issuance carries in 2000000 g"),
+        (_inflate_tonnes, "t, but 0 g carried in and"),
+        (lambda b: b.update(carried_out_g=b["carried_out_g"] + 1), "carries out"),
+        (lambda b: b.update(serial_end=b["serial_end"] + 1), "serial range"),
+        (lambda b: b["blocks"][0].update(quantity_t=1), "serial block"),
+        (lambda b: b.update(buffer_tonnes=1), "holds back 1 buffer t"),
+        (lambda b: b.pop("buffer_permille"), "does not record buffer_permille"),
+        (
+            lambda b: b.update(serial_start=0, serial_end=b["serial_end"] - 1),
+            "serial 1",
+        ),
+    ],
+)
+def test_an_issuance_whose_arithmetic_is_inflated_fails_the_offline_check(
+    trading, retired, ledger, change, reason
+):
+    bundle = download(trading, retired["serials"][0])
+
+    report = verify_credit_bundle(_relogged(trading, ledger, bundle, change))
+
+    assert not report.ok
+    assert reason in report.reason
+    assert report.first_bad_index == len(_log(ledger)) - 1
+
+
+def test_an_honest_issuance_logged_again_still_passes(trading, retired, ledger):
+    bundle = download(trading, retired["serials"][0])
+    body = _issuance_leaf(bundle)["statement"]["body"]
+
+    report = verify_credit_bundle(_relogged(trading, ledger, bundle, lambda b: b))
+
+    assert report.ok, report.reason
+    assert body["previous_issuance_id"] is None
+    assert body["carried_in_g"] == 0 and body["buffer_permille"] == 0
+    assert any(f"issued {body['tonnes']} t from 0 g" in n for n in report.notes)
+
+
+@pytest.fixture
+def second(trading, desk, sealed_log, retired) -> dict:
+    """A second issuance of the project, taking the first one's carry-over."""
+    sealed_log.write_batch("B3", net_kg=8000, outputs=METALS, distance_m=5000)
+    issuance = desk.issue(desk.account("operator", name="Second"))["issuance"]
+    trading.app.state.relay.deliver_due()
+    return issuance
+
+
+def test_a_later_issuance_carries_in_what_the_previous_one_carried_out(
+    trading, second, ledger
+):
+    bundle = download(trading, second["blocks"][0]["serial"])
+    before = json.loads(
+        base64.b64decode(
+            next(
+                item["leaf"]
+                for item in bundle["entries"]
+                if item["index"] == bundle["previous_issuance"]["index"]
+            )
+        )
+    )["statement"]["body"]
+
+    report = verify_credit_bundle(bundle, verifier_key=ledger.get("/v1/key").text)
+
+    assert report.ok, report.reason
+    assert second["previous_issuance_id"] == before["issuance_id"]
+    assert second["carried_in_g"] == before["carried_out_g"] != 0
+    assert second["serial_start"] == before["serial_end"] + 1
+
+
+def test_a_later_issuance_with_an_inflated_carry_over_fails(trading, second, ledger):
+    bundle = download(trading, second["blocks"][0]["serial"])
+
+    def inflate(body: dict) -> None:
+        body["carried_in_g"] += 1_000_000
+        _inflate_tonnes(body)
+
+    report = verify_credit_bundle(_relogged(trading, ledger, bundle, inflate))
+
+    assert not report.ok
+    assert "but the previous issuance" in report.reason
+    assert "carried out" in report.reason
+
+
+def test_a_later_issuance_without_its_previous_one_fails(trading, second):
+    bundle = download(trading, second["blocks"][0]["serial"])
+    previous = bundle.pop("previous_issuance")
+    bundle["entries"] = [
+        e for e in bundle["entries"] if e["index"] != previous["index"]
+    ]
+
+    report = verify_credit_bundle(bundle)
+
+    assert not report.ok
+    assert "lacks the previous issuance entry" in report.reason
+
+
+def test_each_quantification_records_the_digest_of_its_factor_table(
+    trading, retired, sealed_log
+):
+    digest = load_factor_table("v1").digest
+    logged = sealed_log.entries_of_kind("credit.quantification")
+    shown = trading.get("/v1/quantifications/B1")
+
+    assert {e["statement"]["body"]["factor_table_sha256"] for e in logged} == {digest}
+    assert shown.json()["factor_table_sha256"] == digest
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (
+            lambda t: t["v1"]["plant.processing"].update(value="0.5"),
+            "is not the one the quantification used",
+        ),
+        (lambda t: t["v1"]["avoided.wood"].update(note="edited"), "SHA-256"),
+        (lambda t: t.pop("v1"), "lacks factor table v1"),
+    ],
+)
+def test_a_bundle_with_another_factor_table_fails(trading, retired, tamper, reason):
+    bundle = download(trading, retired["serials"][0])
+
+    tamper(bundle["factor_tables"])
+    report = verify_credit_bundle(bundle)
+
+    assert not report.ok
+    assert reason in report.reason
