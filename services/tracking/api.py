@@ -266,14 +266,14 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
         if payload.body is not None:
             device_id, fix = fix_from_json(payload.body, now)
             service.check_device_access(principal, device_id)
-            device, state = service.device_for_ingest(session, device_id)
+            target = service.device_for_ingest(session, device_id)
         else:
             device_id = device_of(payload.params)
             service.check_device_access(principal, device_id)
-            device, state = service.device_for_ingest(session, device_id)
+            target = service.device_for_ingest(session, device_id)
             fix = fix_from_params(payload.params, now)
         result = ingestion.ingest(
-            session, config=config, device=device, fixes=[fix], now=now, state=state
+            session, config=config, target=target, fixes=[fix], now=now
         )
         session.commit()
         return _ingest_out(device_id, result)
@@ -309,15 +309,10 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
             raise PayloadTooLarge(
                 f"A batch holds at most {config.max_batch_points} positions."
             )
-        device, state = service.device_for_ingest(session, device_id)
+        target = service.device_for_ingest(session, device_id)
         fixes = [_raw_fix(position) for position in batch.positions]
         result = ingestion.ingest(
-            session,
-            config=config,
-            device=device,
-            fixes=fixes,
-            now=utcnow(),
-            state=state,
+            session, config=config, target=target, fixes=fixes, now=utcnow()
         )
         session.commit()
         return _ingest_out(device_id, result)
@@ -350,9 +345,9 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
             raise PayloadTooLarge(
                 f"A GPX upload holds at most {config.max_batch_points} points."
             )
-        device, state = service.device_for_ingest(session, device_id)
+        target = service.device_for_ingest(session, device_id)
         result = ingestion.ingest(
-            session, config=config, device=device, fixes=fixes, now=now, state=state
+            session, config=config, target=target, fixes=fixes, now=now
         )
         session.commit()
         return _ingest_out(device_id, result)

@@ -61,19 +61,17 @@ def ingest(
     session: Session,
     *,
     config: TrackingConfig,
-    device: Device,
+    target: service.IngestTarget,
     fixes: list[RawFix],
     now: datetime,
-    state: MotionState | None = None,
 ) -> IngestResult:
-    """Cleans fixes, stores the good ones and advances the device's motion;
-    `state` is the device's motion row if the caller has locked it already."""
+    """Cleans fixes, stores the good ones and advances the device's motion."""
+    device, state = target.device, target.state
     result = IngestResult(received=len(fixes))
     fixes = [plausible(fix) for fix in fixes]
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
     partitions.ensure_days(session.get_bind(), {fix.time.date() for fix in usable})
-    state = state or _locked_state(session, device.device_id)
     last = as_utc(state.last_time) if state.last_time else None
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]
@@ -97,7 +95,8 @@ def ingest(
 
     result.accepted = len(stored_late) + len(accepted)
     _check_licence(session, device, [*stored_late, *accepted], now)
-    _check_summarised_trips(session, device, [*stored_late, *accepted], now)
+    stored = [*stored_late, *accepted]
+    _check_summarised_trips(session, target, stored, now)
     _count_drops(session, device.device_id, result, now)
     POINTS_ACCEPTED.inc(result.accepted)
     return result
@@ -140,16 +139,6 @@ def _first_of_each_time(fixes: list[RawFix], result: IngestResult) -> list[RawFi
         else:
             unique[fix.time] = fix
     return list(unique.values())
-
-
-def _locked_state(session: Session, device_id: str) -> MotionState:
-    state = session.scalar(
-        select(MotionState).where(MotionState.device_id == device_id).with_for_update()
-    )
-    if state is None:
-        state = MotionState(device_id=device_id, cluster_count=0)
-        session.add(state)
-    return state
 
 
 def _speed_mps(a_time, a_lat, a_lon, b_time, b_lat, b_lon) -> tuple[float, float]:
@@ -661,7 +650,7 @@ def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
 
 
 def _check_summarised_trips(
-    session: Session, device: Device, fixes: list[RawFix], now: datetime
+    session: Session, target: service.IngestTarget, fixes: list[RawFix], now
 ) -> None:
     """Fixes stored inside the window of a trip already summarised and signed
     are kept, but the signed summary lacks them: one alert per batch says so
@@ -669,6 +658,9 @@ def _check_summarised_trips(
     if not fixes:
         return
     times = sorted(fix.time for fix in fixes)
+    if target.summarised_until is None or target.summarised_until < times[0]:
+        return
+    device = target.device
     trips = session.scalars(
         select(Trip).where(
             Trip.device_id == device.device_id,

@@ -4,12 +4,13 @@ import hashlib
 import math
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,10 +114,24 @@ def get_device(session: Session, device_id: str) -> Device:
     return device
 
 
-def device_for_ingest(session: Session, device_id: str) -> tuple[Device, MotionState]:
-    """The device and its motion row, locked, in one round trip."""
+@dataclass(frozen=True)
+class IngestTarget:
+    """A device, its motion row locked for this transaction, and the end of
+    its latest summarised trip (fixes before then may fall inside a summary)."""
+
+    device: Device
+    state: MotionState
+    summarised_until: datetime | None
+
+
+def device_for_ingest(session: Session, device_id: str) -> IngestTarget:
+    """The device, its locked motion row and its latest trip end, in one round
+    trip."""
+    latest_trip_end = (
+        select(func.max(Trip.end)).where(Trip.device_id == device_id).scalar_subquery()
+    )
     row = session.execute(
-        select(Device, MotionState)
+        select(Device, MotionState, latest_trip_end)
         .join(MotionState, MotionState.device_id == Device.device_id)
         .where(Device.device_id == device_id)
         .with_for_update(of=MotionState)
@@ -125,8 +140,10 @@ def device_for_ingest(session: Session, device_id: str) -> tuple[Device, MotionS
         device = get_device(session, device_id)
         state = MotionState(device_id=device_id, cluster_count=0)
         session.add(state)
-        return device, state
-    return row[0], row[1]
+        until = session.scalar(latest_trip_end)
+        return IngestTarget(device, state, as_utc(until) if until else None)
+    device, state, until = row
+    return IngestTarget(device, state, as_utc(until) if until else None)
 
 
 def check_device_access(principal: Principal, device_id: str) -> None:

@@ -1,14 +1,15 @@
 """Bearer tokens: roles admitted, everything else refused as problem+json."""
 
+import time
 from typing import Annotated
 
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from shared.auth import Principal, Role, issue_token, require
+from shared.auth import Principal, Role, decode_token, issue_token, require
 from shared.crypto import generate_key
-from shared.problems import install_problem_handlers
+from shared.problems import Unauthorized, install_problem_handlers
 
 
 @pytest.fixture
@@ -79,3 +80,21 @@ def test_token_from_another_issuer_is_401(client):
 def test_expired_token_is_401(client, issuer):
     token = issue_token(issuer, sub="x", role=Role.PLANT, ttl_seconds=-10)
     assert client.post("/things", headers=bearer(token)).status_code == 401
+
+
+def test_a_remembered_token_is_refused_once_it_expires(client, issuer, monkeypatch):
+    token = issue_token(issuer, sub="plant-1", role=Role.PLANT, ttl_seconds=60)
+    assert client.post("/things", headers=bearer(token)).status_code == 200
+
+    later = time.time() + 61
+    monkeypatch.setattr("shared.auth.time.time", lambda: later)
+
+    assert client.post("/things", headers=bearer(token)).status_code == 401
+
+
+def test_a_remembered_token_is_checked_again_under_another_key(issuer):
+    token = issue_token(issuer, sub="plant-1", role=Role.PLANT)
+    assert decode_token(issuer.public_key(), token).sub == "plant-1"
+
+    with pytest.raises(Unauthorized):
+        decode_token(generate_key().public_key(), token)
