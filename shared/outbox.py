@@ -4,7 +4,10 @@ and delivered afterwards, with retries and an idempotency key.
 A service enqueues a message in the same transaction as the change that
 caused it. A relay thread posts due messages to their target service with
 the message key as the Idempotency-Key header, so a retry never duplicates.
-Messages that share an ordering key are delivered strictly in order.
+Messages that share an ordering key are delivered strictly in order: a
+message the target rejects (a 4xx other than 408, 425, 429) is parked as
+failed and holds back every later message with its key until an operator
+fixes the cause and retries it, so no gap opens silently downstream.
 """
 
 import random
@@ -14,6 +17,7 @@ from typing import Any
 
 import httpx
 import structlog
+from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     JSON,
     Column,
@@ -24,12 +28,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
+from shared.problems import Conflict, NotFound
 from shared.timeutil import as_utc, utcnow
 
 log = structlog.get_logger()
@@ -38,6 +45,17 @@ RETRYABLE_STATUSES = {408, 425, 429}
 MAX_BACKOFF_SECONDS = 60.0
 CLAIM_SECONDS = 30.0
 SCAN_LIMIT = 500
+
+REJECTED = Counter(
+    "salvage_outbox_rejected_total",
+    "Outbox messages the target rejected and that now wait for an operator",
+    ["service", "target"],
+)
+FAILED = Gauge(
+    "salvage_outbox_failed_messages",
+    "Outbox messages parked as failed, each holding back its ordering key",
+    ["service"],
+)
 
 
 def outbox_columns() -> list[Column]:
@@ -91,6 +109,43 @@ def enqueue(
     )
 
 
+def _failed(table: Table):
+    return table.c.delivered_at.is_(None) & table.c.failed_at.is_not(None)
+
+
+def failed_messages(session: Session, table: Table, *, limit: int = SCAN_LIMIT):
+    """Messages parked as failed, oldest first, with their last error."""
+    query = select(table).where(_failed(table)).order_by(table.c.id).limit(limit)
+    return list(session.execute(query).all())
+
+
+def retry_failed(session: Session, table: Table, *, message_id: int):
+    """Puts a failed message back in line for delivery; the caller commits."""
+    row = session.execute(select(table).where(table.c.id == message_id)).first()
+    if row is None:
+        raise NotFound(
+            f"No outbox message with id {message_id}.", slug="outbox-message-not-found"
+        )
+    if row.delivered_at is not None or row.failed_at is None:
+        raise Conflict(
+            f"Outbox message {message_id} has not failed.", slug="outbox-not-failed"
+        )
+    session.execute(
+        update(table)
+        .where(table.c.id == message_id, _failed(table))
+        .values(failed_at=None, next_attempt_at=utcnow())
+    )
+    log.info(
+        "outbox.retry_requested",
+        message_id=message_id,
+        key=row.key,
+        target=row.target,
+        ordering_key=row.ordering_key,
+        last_error=row.last_error,
+    )
+    return session.execute(select(table).where(table.c.id == message_id)).one()
+
+
 class OutboxRelay:
     """Delivers outbox messages from a background thread."""
 
@@ -101,11 +156,13 @@ class OutboxRelay:
         table: Table,
         clients: dict[str, httpx.Client],
         poll_seconds: float = 0.5,
+        service: str | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
         self.clients = clients
         self.poll_seconds = poll_seconds
+        self.service = service or table.name
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +199,14 @@ class OutboxRelay:
         with self.engine.connect() as connection:
             return len(connection.execute(query).all())
 
+    def failed_count(self) -> int:
+        """Messages parked as failed; also sets the failed-messages gauge."""
+        query = select(func.count()).select_from(self.table).where(_failed(self.table))
+        with self.engine.connect() as connection:
+            count = connection.execute(query).scalar_one()
+        FAILED.labels(self.service).set(count)
+        return count
+
     def deliver_due(self) -> int:
         """Runs one pass over pending messages; returns how many were delivered."""
         delivered = 0
@@ -155,15 +220,24 @@ class OutboxRelay:
                 delivered += 1
             elif row.ordering_key is not None:
                 blocked.add(row.ordering_key)
+        self.failed_count()
         return delivered
 
     def _pending(self) -> list:
+        """Undelivered messages whose ordering key no failed message holds back,
+        read in one statement so that a failure cannot slip between two reads."""
+        table = self.table
+        held = select(table.c.ordering_key).where(
+            _failed(table), table.c.ordering_key.is_not(None)
+        )
         query = (
-            select(self.table)
+            select(table)
             .where(
-                self.table.c.delivered_at.is_(None), self.table.c.failed_at.is_(None)
+                table.c.delivered_at.is_(None),
+                table.c.failed_at.is_(None),
+                or_(table.c.ordering_key.is_(None), table.c.ordering_key.not_in(held)),
             )
-            .order_by(self.table.c.id)
+            .order_by(table.c.id)
             .limit(SCAN_LIMIT)
         )
         with self.engine.connect() as connection:
@@ -226,9 +300,17 @@ class OutboxRelay:
         )
 
     def _fail(self, row, error: str) -> None:
+        """Parks a message the target will not take; its ordering key waits."""
         log.error(
-            "outbox.delivery_rejected", key=row.key, target=row.target, error=error
+            "outbox.delivery_rejected",
+            message_id=row.id,
+            key=row.key,
+            target=row.target,
+            path=row.path,
+            ordering_key=row.ordering_key,
+            error=error,
         )
+        REJECTED.labels(self.service, row.target).inc()
         self._mark(row, attempts=row.attempts + 1, failed_at=utcnow(), last_error=error)
 
     def _mark(self, row, **values: Any) -> None:

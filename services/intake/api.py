@@ -43,6 +43,7 @@ from services.intake.schemas import (
     InvalidLicence,
     KeyIn,
     KeyOut,
+    OutboxMessageOut,
     PartyStatementOut,
     PaymentIn,
     PaymentOut,
@@ -67,7 +68,7 @@ from shared.app import create_service_app, get_session
 from shared.auth import Principal, Role, current_principal, decode_token, require
 from shared.http import service_client
 from shared.idempotency import check_key, remember, replay
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, failed_messages, retry_failed
 from shared.problems import (
     Conflict,
     Forbidden,
@@ -627,7 +628,8 @@ def party_statement(
     start: datetime,
     end: datetime,
 ) -> PartyStatementOut:
-    """A party's shares of payments made in [start, end)."""
+    """A party's shares of payments made in [start, end), less the shares it
+    gave back for requests cancelled in that period."""
     if not is_staff(principal) and principal.org != party_id:
         raise Forbidden("A party sees only its own statement.", slug="not-yours")
     start, end = _aware(start), _aware(end)
@@ -636,6 +638,33 @@ def party_statement(
     return fees.party_statement(
         session, party_id=party_id, start=start, end=end, currency=config.currency
     )
+
+
+# Operations ----------------------------------------------------------------------
+
+
+@router.get("/v1/outbox/failed", tags=["operations"])
+def list_failed_messages(session: SessionDep, _: Admin) -> list[OutboxMessageOut]:
+    """Messages the ledger or tracking rejected, oldest first, with the answer.
+
+    Each one holds back every later message with its ordering key until it
+    is retried.
+    """
+    return [
+        OutboxMessageOut.model_validate(row) for row in failed_messages(session, outbox)
+    ]
+
+
+@router.post("/v1/outbox/{message_id}/retry", tags=["operations"])
+def retry_failed_message(
+    message_id: int, session: SessionDep, principal: Admin, request: Request
+) -> OutboxMessageOut:
+    """Puts a failed message back in line once the cause is fixed; the
+    messages it held back follow it in order."""
+    row = retry_failed(session, outbox, message_id=message_id)
+    commit(session, request)
+    log.info("intake.outbox_retried", message_id=message_id, actor=principal.sub)
+    return OutboxMessageOut.model_validate(row)
 
 
 # The QR page --------------------------------------------------------------------
@@ -777,6 +806,7 @@ def _start_relay(app: FastAPI, clients: dict[str, httpx.Client] | None) -> None:
         table=outbox,
         clients=clients,
         poll_seconds=settings.outbox_poll_seconds,
+        service="intake",
     )
     app.state.relay.start()
 

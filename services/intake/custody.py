@@ -21,11 +21,13 @@ from services.intake.models import (
     Community,
     CustodyEvent,
     Discrepancy,
+    Hauler,
     PartyKey,
     PickupRequest,
     Plant,
     Vehicle,
 )
+from services.intake.registry import check_accepts, check_licence, check_plant
 from services.intake.schemas import CustodyIn, CustodyOut, DiscrepancyOut, SignatureIn
 from services.intake.service import (
     forbid,
@@ -49,6 +51,9 @@ PICKUP, DELIVERY, PROCESSING = (
 )
 KINDS = (PICKUP, DELIVERY, PROCESSING)
 MAX_KG = 200_000
+# Residue leaves the plant for landfill, so its code need not be one the plant
+# accepts.
+LANDFILL = "residue_landfill"
 Kg = Annotated[int, Field(ge=0, le=MAX_KG)]
 Signer = tuple[str, str]
 
@@ -234,8 +239,11 @@ def _check_time(events: list[CustodyEvent], at: datetime, config: IntakeConfig):
 
 
 def _pickup_body(
-    session: Session, batch: Batch, fields: PickupFields
+    session: Session, batch: Batch, fields: PickupFields, at: datetime
 ) -> tuple[dict, list[Signer]]:
+    """The handover statement; the hauler must hold a valid licence when it
+    signs and the batch's plant must take every material it names."""
+    check_licence(session.get(Hauler, batch.hauler_id), at)
     request = get_or_404(session, PickupRequest, fields.request_id, "pickup-request")
     if request.batch_id != batch.id:
         raise Conflict(
@@ -263,6 +271,7 @@ def _pickup_body(
         raise Unprocessable(
             "materials must be distinct EWC chapter 17 codes.", slug="ewc-invalid"
         )
+    check_plant(session.get(Plant, batch.plant_id), materials)
     community = session.get(Community, request.community_id)
     body = {
         "request_id": request.id,
@@ -284,6 +293,17 @@ def _pickup_body(
     return body, signers
 
 
+def _picked_up(session: Session, batch: Batch) -> list[str]:
+    """Every EWC code the batch's pickup statements name."""
+    codes = {
+        code
+        for event in chain(session, batch.id)
+        if event.kind == PICKUP
+        for code in event.statement["body"]["materials"]
+    }
+    return sorted(codes)
+
+
 def _delivery_body(
     session: Session, batch: Batch, fields: DeliveryFields
 ) -> tuple[dict, list[Signer]]:
@@ -294,6 +314,7 @@ def _delivery_body(
         raise Unprocessable(
             f"net_kg must be gross_kg - tare_kg = {net}.", slug="net-mismatch"
         )
+    check_plant(session.get(Plant, batch.plant_id), _picked_up(session, batch))
     duplicate = session.scalar(
         select(CustodyEvent.id).where(
             CustodyEvent.plant_id == batch.plant_id,
@@ -318,7 +339,10 @@ def _delivery_body(
 
 
 def _processing_body(
-    events: list[CustodyEvent], batch: Batch, fields: ProcessingFields
+    session: Session,
+    events: list[CustodyEvent],
+    batch: Batch,
+    fields: ProcessingFields,
 ) -> tuple[dict, list[Signer]]:
     delivery = next(event for event in events if event.kind == DELIVERY)
     net = delivery.statement["body"]["net_kg"]
@@ -331,6 +355,10 @@ def _processing_body(
                 f"EWC '{output.ewc}' is not a code for {output.material}.",
                 slug="ewc-invalid",
             )
+    sorted_codes = [
+        output.ewc for output in fields.outputs if output.material != LANDFILL
+    ]
+    check_accepts(session.get(Plant, batch.plant_id), sorted_codes)
     total = sum(output.kg for output in fields.outputs)
     if total > net:
         raise Unprocessable(
@@ -363,11 +391,11 @@ def prepare(
     _check_time(events, at, config)
     checked = _fields(kind, fields)
     if kind == PICKUP:
-        body, signers = _pickup_body(session, batch, checked)
+        body, signers = _pickup_body(session, batch, checked, at)
     elif kind == DELIVERY:
         body, signers = _delivery_body(session, batch, checked)
     else:
-        body, signers = _processing_body(events, batch, checked)
+        body, signers = _processing_body(session, events, batch, checked)
     statement = {
         "v": 1,
         "kind": kind,
@@ -565,13 +593,8 @@ def _apply(
     batch.status, batch.delivered_at = "delivered", event.at
     for request in batch_requests(session, batch.id):
         if request.status == "dispatched":
-            request.batch_id = request.hauler_id = request.vehicle_id = None
-            pickup_requests.record(
-                session,
-                request,
-                "paid",
-                principal,
-                note="not collected before delivery",
+            pickup_requests.undispatch(
+                session, request, principal, note="not collected before delivery"
             )
     _request_trip(session, batch, event)
     return _mass_check(session, batch, event, config)

@@ -8,7 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.intake.config import IntakeConfig
-from services.intake.models import Community, Payment, PaymentShare, Plant
+from services.intake.models import (
+    Community,
+    Payment,
+    PaymentShare,
+    Plant,
+    Refund,
+    RefundShare,
+)
 from services.intake.schemas import CENT, PartyStatementOut, Quote, StatementLine
 from shared.problems import Conflict
 from shared.timeutil import as_utc
@@ -105,9 +112,9 @@ def configured_shares(config: IntakeConfig) -> dict[str, Decimal]:
     return {party: getattr(config.fee_shares, party) for party in PARTIES}
 
 
-def party_statement(
-    session: Session, *, party_id: str, start: datetime, end: datetime, currency: str
-) -> PartyStatementOut:
+def _payment_lines(
+    session: Session, party_id: str, start: datetime, end: datetime
+) -> list[StatementLine]:
     rows = session.execute(
         select(PaymentShare, Payment)
         .join(Payment, Payment.id == PaymentShare.payment_id)
@@ -116,18 +123,57 @@ def party_statement(
             Payment.paid_at >= start,
             Payment.paid_at < end,
         )
-        .order_by(Payment.paid_at, Payment.id)
     ).all()
-    lines = [
+    return [
         StatementLine(
             payment_id=payment.id,
             request_id=payment.request_id,
             party_kind=share.party_kind,
             amount=share.amount,
             paid_at=as_utc(payment.paid_at),
+            at=as_utc(payment.paid_at),
         )
         for share, payment in rows
     ]
+
+
+def _refund_lines(
+    session: Session, party_id: str, start: datetime, end: datetime
+) -> list[StatementLine]:
+    rows = session.execute(
+        select(RefundShare, Refund, Payment)
+        .join(Refund, Refund.id == RefundShare.refund_id)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(
+            RefundShare.party_id == party_id,
+            Refund.refunded_at >= start,
+            Refund.refunded_at < end,
+        )
+    ).all()
+    return [
+        StatementLine(
+            kind="refund",
+            payment_id=payment.id,
+            refund_id=refund.id,
+            request_id=refund.request_id,
+            party_kind=share.party_kind,
+            amount=share.amount,
+            paid_at=as_utc(payment.paid_at),
+            at=as_utc(refund.refunded_at),
+        )
+        for share, refund, payment in rows
+    ]
+
+
+def party_statement(
+    session: Session, *, party_id: str, start: datetime, end: datetime, currency: str
+) -> PartyStatementOut:
+    """A party's payment shares and refunds dated in [start, end), in time order."""
+    lines = sorted(
+        _payment_lines(session, party_id, start, end)
+        + _refund_lines(session, party_id, start, end),
+        key=lambda line: (line.at, line.payment_id, line.kind),
+    )
     return PartyStatementOut(
         party_id=party_id,
         start=start,

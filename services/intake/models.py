@@ -194,6 +194,33 @@ class PaymentShare(Base):
     amount: Mapped[Decimal] = mapped_column(Money)
 
 
+class Refund(Base):
+    """The fee of a cancelled request given back to the resident."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), unique=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("pickup_requests.id"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500))
+    refunded_by: Mapped[str] = mapped_column(String(200))
+    refunded_at: Mapped[datetime] = mapped_column(Time, index=True)
+
+
+class RefundShare(Base):
+    """What a refund takes back from one party: the negative of its share."""
+
+    __tablename__ = "refund_shares"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    refund_id: Mapped[str] = mapped_column(ForeignKey("refunds.id"), index=True)
+    party_kind: Mapped[str] = mapped_column(String(32))
+    party_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
 class CustodyEvent(Base):
     __tablename__ = "custody_events"
     __table_args__ = (

@@ -1,6 +1,7 @@
 """The registry: communities, haulers, vehicles, plants, depots, party keys."""
 
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select
@@ -114,6 +115,37 @@ def licence_problem(hauler: Hauler, at: datetime) -> str | None:
     if as_utc(at) >= as_utc(hauler.valid_until):
         return "expired"
     return None
+
+
+def check_licence(hauler: Hauler, start: datetime, end: datetime | None = None) -> None:
+    """Refuses a hauler whose licence is not valid from start through end."""
+    reason = licence_problem(hauler, start)
+    if reason is None and end is not None and as_utc(end) > as_utc(hauler.valid_until):
+        reason = "expires_in_window"
+    if reason is not None:
+        raise Conflict(
+            f"Hauler '{hauler.id}' has no valid licence for this window ({reason}).",
+            slug="licence-invalid",
+            reason=reason,
+        )
+
+
+def check_plant(plant: Plant, materials: Iterable[str]) -> None:
+    """Refuses a plant that is unlicensed or does not accept every material."""
+    if not plant.licensed:
+        raise Conflict(f"Plant '{plant.id}' is not licensed.", slug="plant-unlicensed")
+    check_accepts(plant, materials)
+
+
+def check_accepts(plant: Plant, materials: Iterable[str]) -> None:
+    """Refuses materials outside the EWC codes a plant accepts."""
+    missing = sorted(set(materials) - set(plant.accepted_ewc or []))
+    if missing:
+        raise Conflict(
+            f"Plant '{plant.id}' does not accept {', '.join(missing)}.",
+            slug="plant-refuses-material",
+            missing=missing,
+        )
 
 
 def list_haulers(session: Session, *, principal: Principal) -> list[Hauler]:

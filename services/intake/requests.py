@@ -15,10 +15,12 @@ from services.intake.models import (
     PaymentShare,
     PickupRequest,
     Plant,
+    Refund,
+    RefundShare,
     RequestEvent,
     Vehicle,
 )
-from services.intake.registry import community_by_code, licence_problem
+from services.intake.registry import check_licence, check_plant, community_by_code
 from services.intake.schemas import (
     CancelIn,
     DispatchIn,
@@ -30,7 +32,7 @@ from services.intake.schemas import (
 from services.intake.service import forbid, get_or_404, is_staff, new_id
 from shared.auth import Principal, Role
 from shared.problems import Conflict, Unprocessable
-from shared.timeutil import as_utc, utcnow
+from shared.timeutil import as_utc, iso_utc, utcnow
 
 CANCELLABLE = ("requested", "quoted", "paid", "dispatched")
 SYSTEM = Principal(sub="intake", role=Role.SERVICE)
@@ -210,29 +212,24 @@ def payment_view(payment: Payment, shares: list[PaymentShare]) -> PaymentOut:
     )
 
 
-def _check_licence(hauler: Hauler, start: datetime, end: datetime) -> None:
-    reason = licence_problem(hauler, start)
-    if reason is None and as_utc(end) > as_utc(hauler.valid_until):
-        reason = "expires_in_window"
-    if reason is not None:
-        raise Conflict(
-            f"Hauler '{hauler.id}' has no valid licence for this window ({reason}).",
-            slug="licence-invalid",
-            reason=reason,
-        )
-
-
 def _dispatch_plant(session: Session, request: PickupRequest, plant_id: str) -> Plant:
     plant = get_or_404(session, Plant, plant_id, "plant")
-    if not plant.licensed:
-        raise Conflict(f"Plant '{plant.id}' is not licensed.", slug="plant-unlicensed")
-    missing = sorted(set(request.materials) - set(plant.accepted_ewc))
-    if missing:
-        raise Conflict(
-            f"Plant '{plant.id}' does not accept {', '.join(missing)}.",
-            slug="plant-refuses-material",
-        )
+    check_plant(plant, request.materials)
     return plant
+
+
+def _check_window(request: PickupRequest, start: datetime, end: datetime) -> None:
+    """Refuses a dispatch window that shares no time with the resident's."""
+    preferred_start = as_utc(request.preferred_start)
+    preferred_end = as_utc(request.preferred_end)
+    if start < preferred_end and end > preferred_start:
+        return
+    raise Conflict(
+        "The dispatch window does not overlap the resident's preferred window.",
+        slug="window-outside-preference",
+        preferred_start=iso_utc(preferred_start),
+        preferred_end=iso_utc(preferred_end),
+    )
 
 
 def dispatch(
@@ -253,7 +250,8 @@ def dispatch(
     hauler = get_or_404(session, Hauler, data.hauler_id, "hauler")
     vehicle = get_or_404(session, Vehicle, data.vehicle_id, "vehicle")
     start, end = as_utc(data.window_start), as_utc(data.window_end)
-    _check_licence(hauler, start, end)
+    _check_window(request, start, end)
+    check_licence(hauler, start, end)
     if vehicle.hauler_id != hauler.id:
         raise Conflict(
             f"Vehicle '{vehicle.id}' does not belong to hauler '{hauler.id}'.",
@@ -275,18 +273,63 @@ def dispatch(
     return request
 
 
+def _payment_of(session: Session, request: PickupRequest) -> Payment | None:
+    return session.scalar(select(Payment).where(Payment.request_id == request.id))
+
+
+def _shares_of(session: Session, payment: Payment) -> list[PaymentShare]:
+    query = select(PaymentShare).where(PaymentShare.payment_id == payment.id)
+    return list(session.scalars(query.order_by(PaymentShare.id)))
+
+
 def _assign_shares(
-    session: Session, request: PickupRequest, *, hauler_id: str, plant_id: str
+    session: Session, request: PickupRequest, *, hauler_id: str | None, plant_id: str
 ) -> None:
-    payment = session.scalar(select(Payment).where(Payment.request_id == request.id))
-    shares = session.scalars(
-        select(PaymentShare).where(PaymentShare.payment_id == payment.id)
-    )
-    for share in shares:
+    for share in _shares_of(session, _payment_of(session, request)):
         if share.party_kind == "hauler":
             share.party_id = hauler_id
         elif share.party_kind == "plant":
             share.party_id = plant_id
+
+
+def undispatch(
+    session: Session, request: PickupRequest, principal: Principal, note: str
+) -> None:
+    """Returns a dispatched request to paid: off its batch and vehicle, and its
+    hauler's share waiting again for whoever is dispatched next."""
+    request.batch_id = request.hauler_id = request.vehicle_id = None
+    _assign_shares(session, request, hauler_id=None, plant_id=request.quote["plant_id"])
+    record(session, request, "paid", principal, note=note)
+
+
+def _refund(
+    session: Session, request: PickupRequest, principal: Principal, reason: str
+) -> None:
+    """Gives a paid fee back: each party returns exactly the share it got."""
+    payment = _payment_of(session, request)
+    if payment is None:
+        return
+    refund = Refund(
+        id=new_id(),
+        payment_id=payment.id,
+        request_id=request.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        reason=reason,
+        refunded_by=principal.sub,
+        refunded_at=utcnow(),
+    )
+    session.add(refund)
+    session.flush()
+    session.add_all(
+        RefundShare(
+            refund_id=refund.id,
+            party_kind=share.party_kind,
+            party_id=share.party_id,
+            amount=-share.amount,
+        )
+        for share in _shares_of(session, payment)
+    )
 
 
 def cancel(
@@ -301,5 +344,6 @@ def cancel(
             f"A request in state '{request.status}' cannot be cancelled.",
             slug="invalid-state",
         )
+    _refund(session, request, principal, data.reason)
     record(session, request, "cancelled", principal, note=data.reason)
     return request

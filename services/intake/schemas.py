@@ -507,11 +507,17 @@ class BatchOut(Output):
 
 
 class StatementLine(BaseModel):
+    """A party's share of a payment, or (kind refund, a negative amount) what
+    it gives back when the request is cancelled; `at` places it in a period."""
+
+    kind: Literal["payment", "refund"] = "payment"
     payment_id: str
+    refund_id: str | None = None
     request_id: str
     party_kind: str
     amount: Money
     paid_at: UtcTime
+    at: UtcTime
 
 
 class PartyStatementOut(BaseModel):
@@ -521,3 +527,19 @@ class PartyStatementOut(BaseModel):
     currency: str
     total: Money
     lines: list[StatementLine]
+
+
+class OutboxMessageOut(Output):
+    """A message to the ledger or tracking and where its delivery stands."""
+
+    id: int
+    key: str
+    target: str
+    method: str
+    path: str
+    ordering_key: str | None
+    attempts: int
+    created_at: UtcTime
+    next_attempt_at: UtcTime
+    failed_at: UtcTime | None
+    last_error: str | None

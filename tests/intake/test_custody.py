@@ -544,3 +544,180 @@ def test_concurrent_pickups_on_one_head_store_exactly_one(app, world):
     assert sorted(r.status_code for r in responses) == [201, 409]
     assert count(app, CustodyEvent.__table__) == 1
     assert len(entries(app)) == 1
+
+
+def refused(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"] == f"urn:salvage:problem:{slug}"
+    return response.json()
+
+
+def change_plant(world, **patch) -> None:
+    response = world.client.patch(
+        f"/v1/plants/{world.plant_id}", json=patch, headers=world.headers["inspector"]
+    )
+    assert response.status_code == 200, response.text
+
+
+def pickup_draft(world, batch_id: str, request_id: str, **extra):
+    body = {
+        "request_id": request_id,
+        "declared_volume_l": 400,
+        "estimated_mass_kg": 300,
+        **extra,
+    }
+    return world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.pickup", "at": at(10), "body": body},
+        "device",
+    )
+
+
+def test_a_pickup_naming_a_material_the_plant_refuses_is_refused(app, world):
+    batch_id, request_id = world.dispatched_batch()
+
+    steel = pickup_draft(world, batch_id, request_id, materials=["17 04 05"])
+    plastic = pickup_draft(world, batch_id, request_id, materials=["17 02 03"])
+
+    problem = refused(steel, 409, "plant-refuses-material")
+    assert problem["missing"] == ["17 04 05"]
+    assert plastic.status_code == 200, plastic.text
+    assert plastic.json()["statement"]["body"]["materials"] == ["17 02 03"]
+
+
+def test_a_pickup_signed_after_the_plant_stops_taking_a_material_stores_nothing(
+    app, world
+):
+    batch_id, request_id = world.dispatched_batch()
+    body = {"request_id": request_id, "declared_volume_l": 400, "estimated_mass_kg": 9}
+    statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+    change_plant(world, accepted_ewc=["17 01 07"])
+
+    response = world.record(
+        batch_id, statement, [world.device_key, world.pm_key], "device"
+    )
+
+    assert refused(response, 409, "plant-refuses-material")["missing"] == ["17 02 01"]
+    assert stored_chain(app, batch_id) == []
+    assert entries(app) == []
+    request = world.get(f"/v1/pickup-requests/{request_id}").json()
+    assert request["status"] == "dispatched"
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [
+        ({"status": "suspended"}, "suspended"),
+        ({"valid_from": at(-60 * 24 * 30), "valid_until": at(5)}, "expired"),
+    ],
+)
+def test_a_pickup_is_refused_once_the_haulers_licence_lapses(app, world, patch, reason):
+    batch_id, request_id = world.dispatched_batch()
+    body = {"request_id": request_id, "declared_volume_l": 400, "estimated_mass_kg": 9}
+    statement = world.statement(batch_id, "custody.pickup", at(10), body, "device")
+    lapsed = world.client.patch(
+        f"/v1/haulers/{world.hauler_id}", json=patch, headers=world.headers["inspector"]
+    )
+    assert lapsed.status_code == 200, lapsed.text
+
+    response = world.record(
+        batch_id, statement, [world.device_key, world.pm_key], "device"
+    )
+
+    assert refused(response, 409, "licence-invalid")["reason"] == reason
+    assert stored_chain(app, batch_id) == []
+    assert entries(app) == []
+
+
+def test_a_pickup_by_a_licensed_hauler_is_recorded(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json={"valid_from": at(-60 * 24 * 30), "valid_until": at(11)},
+        headers=world.headers["inspector"],
+    )
+
+    response = world.pickup(batch_id, request_id, minute=10)
+
+    assert response.status_code == 201, response.text
+    assert len(stored_chain(app, batch_id)) == 1
+
+
+WEIGHED = {"ticket_no": "T-9", "gross_kg": 11_300, "tare_kg": 11_000}
+
+
+def delivery_statement(world, batch_id: str) -> dict:
+    return world.statement(batch_id, "custody.delivery", at(60), WEIGHED, "plant")
+
+
+@pytest.mark.parametrize(
+    ("patch", "slug"),
+    [
+        ({"licensed": False}, "plant-unlicensed"),
+        ({"accepted_ewc": ["17 01 07", "17 09 04"]}, "plant-refuses-material"),
+    ],
+)
+def test_a_delivery_the_plant_may_not_receive_is_refused(app, world, patch, slug):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    statement = delivery_statement(world, batch_id)
+    change_plant(world, **patch)
+
+    draft = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.delivery", "at": at(60), "body": WEIGHED},
+        "plant",
+    )
+    response = world.record(batch_id, statement, [world.plant_key], "plant")
+
+    refused(draft, 409, slug)
+    problem = refused(response, 409, slug)
+    if slug == "plant-refuses-material":
+        assert problem["missing"] == ["17 02 01"]
+    assert [e.kind for e in stored_chain(app, batch_id)] == ["custody.pickup"]
+    assert len(entries(app)) == 1
+    assert world.get(f"/v1/batches/{batch_id}").json()["status"] == "open"
+
+
+def test_a_delivery_of_accepted_materials_to_a_licensed_plant_is_recorded(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id)
+    change_plant(world, accepted_ewc=["17 01 07", "17 02 01"], licensed=True)
+
+    response = world.record(
+        batch_id, delivery_statement(world, batch_id), [world.plant_key], "plant"
+    )
+
+    assert response.status_code == 201, response.text
+    assert world.get(f"/v1/batches/{batch_id}").json()["status"] == "delivered"
+
+
+def test_sorting_outputs_the_plant_does_not_accept_are_refused(app, world):
+    batch_id = weighed_batch(world)
+    glass = [
+        {"material": "concrete_mortar", "ewc": "17 01 07", "kg": 200},
+        {"material": "glass", "ewc": "17 02 02", "kg": 100},
+    ]
+
+    response = world.post(
+        f"/v1/batches/{batch_id}/statements",
+        {"kind": "custody.processing", "at": at(90), "body": {"outputs": glass}},
+        "plant",
+    )
+
+    assert refused(response, 409, "plant-refuses-material")["missing"] == ["17 02 02"]
+    assert len(stored_chain(app, batch_id)) == 2
+
+
+def test_residue_to_landfill_may_carry_a_code_the_plant_does_not_accept(app, world):
+    batch_id = weighed_batch(world)
+    outputs = [
+        {"material": "concrete_mortar", "ewc": "17 01 07", "kg": 200},
+        {"material": "residue_landfill", "ewc": "17 05 04", "kg": 100},
+    ]
+
+    response = world.process(batch_id, outputs)
+
+    assert response.status_code == 201, response.text
+    assert world.get(f"/v1/batches/{batch_id}").json()["status"] == "processed"

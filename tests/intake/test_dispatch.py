@@ -1,5 +1,7 @@
 """Dispatch: licences, vehicles, batches and the request's history."""
 
+import pytest
+
 from .conftest import at, licence, sorted_outputs
 
 
@@ -23,7 +25,7 @@ def test_dispatch_puts_paid_requests_in_the_vehicles_open_batch(world):
 def test_another_window_opens_another_batch(world):
     first = world.dispatch(world.paid_request()["id"]).json()
     second = world.dispatch(
-        world.paid_request()["id"], window_start=at(300), window_end=at(400)
+        world.paid_request()["id"], window_start=at(100), window_end=at(200)
     ).json()
     assert first["batch_id"] != second["batch_id"]
 
@@ -177,3 +179,122 @@ def test_a_window_longer_than_one_run_is_refused_and_nothing_dispatched(world):
     assert "24 hours" in decade.text
     day = world.dispatch(request_id, window_start=at(0), window_end=at(24 * 60))
     assert day.status_code == 200, day.text
+
+
+def problem_of(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"] == f"urn:salvage:problem:{slug}"
+    return response.json()
+
+
+def assert_not_dispatched(world, request_id: str) -> None:
+    stored = world.get(f"/v1/pickup-requests/{request_id}").json()
+    assert (stored["status"], stored["batch_id"], stored["hauler_id"]) == (
+        "paid",
+        None,
+        None,
+    )
+    assert world.get("/v1/batches").json() == []
+
+
+def test_a_plant_that_refuses_a_material_is_refused_at_dispatch(world):
+    concrete_only = world.post(
+        "/v1/plants",
+        {
+            "name": "Concrete Crusher",
+            "permit_no": "NB-P-002",
+            "lat": 29.88,
+            "lon": 121.56,
+            "radius_m": 100,
+            "accepted_ewc": ["17 01 01", "17 01 07"],
+        },
+    ).json()
+    request_id = world.paid_request()["id"]
+
+    response = world.dispatch(request_id, plant_id=concrete_only["id"])
+
+    assert problem_of(response, 409, "plant-refuses-material")["missing"] == [
+        "17 02 01"
+    ]
+    assert_not_dispatched(world, request_id)
+    assert world.dispatch(request_id).status_code == 200
+
+
+def test_an_unlicensed_plant_is_refused_at_dispatch(world):
+    request_id = world.paid_request()["id"]
+    world.client.patch(
+        f"/v1/plants/{world.plant_id}",
+        json={"licensed": False},
+        headers=world.headers["inspector"],
+    )
+
+    response = world.dispatch(request_id)
+
+    problem_of(response, 409, "plant-unlicensed")
+    assert_not_dispatched(world, request_id)
+    world.client.patch(
+        f"/v1/plants/{world.plant_id}",
+        json={"licensed": True},
+        headers=world.headers["inspector"],
+    )
+    assert world.dispatch(request_id).status_code == 200
+
+
+def test_no_quote_when_no_licensed_plant_accepts_the_materials(world):
+    asbestos = world.post(
+        "/v1/pickup-requests",
+        {
+            "community_id": world.community_id,
+            "unit": "3-402",
+            "materials": ["17 06 05*"],
+            "bags": 2,
+            "preferred_start": at(0),
+            "preferred_end": at(120),
+        },
+        "resident",
+    )
+    world.client.patch(
+        f"/v1/plants/{world.plant_id}",
+        json={"licensed": False},
+        headers=world.headers["inspector"],
+    )
+    unlicensed = world.post(
+        "/v1/pickup-requests",
+        {
+            "community_id": world.community_id,
+            "unit": "3-402",
+            "materials": ["17 01 07"],
+            "bags": 2,
+            "preferred_start": at(0),
+            "preferred_end": at(120),
+        },
+        "resident",
+    )
+
+    problem_of(asbestos, 409, "no-plant-accepts")
+    problem_of(unlicensed, 409, "no-plant-accepts")
+    assert world.get("/v1/pickup-requests").json() == []
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(120, 240), (-240, 0), (600, 700)],
+)
+def test_a_window_missing_the_residents_preference_is_refused(world, start, end):
+    request_id = world.paid_request()["id"]
+
+    response = world.dispatch(request_id, window_start=at(start), window_end=at(end))
+
+    problem = problem_of(response, 409, "window-outside-preference")
+    assert (problem["preferred_start"], problem["preferred_end"]) == (at(0), at(120))
+    assert_not_dispatched(world, request_id)
+
+
+@pytest.mark.parametrize(("start", "end"), [(119, 180), (-60, 1), (30, 60)])
+def test_a_window_sharing_time_with_the_preference_is_dispatched(world, start, end):
+    request_id = world.paid_request()["id"]
+
+    response = world.dispatch(request_id, window_start=at(start), window_end=at(end))
+
+    assert response.status_code == 200, response.text

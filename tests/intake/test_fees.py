@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from services.intake.config import IntakeConfig
 from services.intake.fees import haversine_m, split
-from services.intake.models import Payment
+from services.intake.models import Payment, PaymentShare, Refund, RefundShare
 from shared.timeutil import iso_utc, utcnow
 
-from .conftest import moments
+from .conftest import at, moments
 
 SHARES = {
     "property_manager": Decimal("0.10"),
@@ -286,3 +286,147 @@ def test_a_statement_period_must_be_a_real_interval(world):
     assert backwards.json()["type"] == "urn:salvage:problem:period-invalid"
     assert naive.status_code in (400, 422)
     assert naive.headers["content-type"].startswith("application/problem+json")
+
+
+def pay(world, request: dict, who: str = "resident") -> None:
+    response = world.post(
+        f"/v1/pickup-requests/{request['id']}/payment",
+        {"amount": request["quote"]["amount"], "method": "wechat"},
+        who,
+        headers={**world.headers[who], "Idempotency-Key": f"pay-{request['id']}"},
+    )
+    assert response.status_code == 201, response.text
+
+
+def cancel(world, request_id: str, who: str = "resident") -> None:
+    response = world.post(
+        f"/v1/pickup-requests/{request_id}/cancel", {"reason": "moved out"}, who
+    )
+    assert response.status_code == 200, response.text
+
+
+def today(world, party_id: str) -> dict:
+    return statement(world, "admin", party_id, *moments())
+
+
+def hauler_share(app, request_id: str) -> str | None:
+    with app.state.sessions() as session:
+        return session.scalars(
+            select(PaymentShare.party_id)
+            .join(Payment, Payment.id == PaymentShare.payment_id)
+            .where(
+                Payment.request_id == request_id, PaymentShare.party_kind == "hauler"
+            )
+        ).one()
+
+
+def test_a_request_returned_to_paid_leaves_the_haulers_statement(app, world):
+    batch_id, collected = world.dispatched_batch()
+    missed = world.paid_request("neighbour")["id"]
+    assert world.dispatch(missed).status_code == 200
+    world.pickup(batch_id, collected)
+
+    before = today(world, world.hauler_id)
+    world.deliver(batch_id, 11_300, 11_000)
+    after = today(world, world.hauler_id)
+
+    assert before["total"] == "36.00"
+    assert [line["request_id"] for line in after["lines"]] == [collected]
+    assert after["total"] == "18.00"
+    assert hauler_share(app, missed) is None
+    assert hauler_share(app, collected) == world.hauler_id
+    plant = today(world, world.plant_id)
+    assert plant["total"] == "18.00"
+
+
+def test_a_request_dispatched_again_credits_the_new_hauler(app, world):
+    batch_id, collected = world.dispatched_batch()
+    missed = world.paid_request("neighbour")["id"]
+    world.dispatch(missed)
+    world.pickup(batch_id, collected)
+    world.deliver(batch_id, 11_300, 11_000)
+
+    again = world.dispatch(missed, window_start=at(100), window_end=at(200))
+
+    assert again.status_code == 200, again.text
+    assert hauler_share(app, missed) == world.hauler_id
+    assert today(world, world.hauler_id)["total"] == "36.00"
+
+
+def test_cancelling_a_paid_request_refunds_every_share_exactly(app, world):
+    request = world.request_pickup(bags=None, volume_l=1234)
+    pay(world, request)
+
+    cancel(world, request["id"])
+
+    fee = Decimal(request["quote"]["amount"])
+    assert fee == Decimal("49.36")
+    with app.state.sessions() as session:
+        refund = session.scalars(
+            select(Refund).where(Refund.request_id == request["id"])
+        ).one()
+        shares = session.scalars(
+            select(RefundShare).where(RefundShare.refund_id == refund.id)
+        ).all()
+    assert (refund.amount, refund.reason, refund.refunded_by) == (
+        fee,
+        "moved out",
+        "resident-1",
+    )
+    assert sum(share.amount for share in shares) == -fee
+    assert all(share.amount <= 0 for share in shares)
+    for party in (world.pm_id, world.plant_id):
+        view = today(world, party)
+        assert [line["kind"] for line in view["lines"]] == ["payment", "refund"]
+        paid, refunded = (Decimal(line["amount"]) for line in view["lines"])
+        assert paid > 0 and refunded == -paid
+        assert view["total"] == "0.00"
+    assert today(world, world.hauler_id)["lines"] == []
+
+
+def test_cancelling_a_dispatched_request_nets_the_haulers_statement_to_zero(world):
+    _, request_id = world.dispatched_batch()
+
+    cancel(world, request_id, who="admin")
+
+    hauler = today(world, world.hauler_id)
+    assert [(line["kind"], line["amount"]) for line in hauler["lines"]] == [
+        ("payment", "18.00"),
+        ("refund", "-18.00"),
+    ]
+    assert hauler["lines"][1]["refund_id"] is not None
+    assert hauler["total"] == "0.00"
+
+
+def test_a_refund_is_dated_when_it_happens_not_when_the_fee_was_paid(app, world):
+    request_id = world.paid_request()["id"]
+    now = utcnow()
+    with app.state.sessions() as session:
+        payment = session.scalars(
+            select(Payment).where(Payment.request_id == request_id)
+        ).one()
+        payment.paid_at = now - timedelta(days=40)
+        session.commit()
+
+    cancel(world, request_id)
+
+    last_month = statement(
+        world, "pm", world.pm_id, now - timedelta(days=60), now - timedelta(days=20)
+    )
+    this_month = today(world, world.pm_id)
+    assert [(line["kind"], line["amount"]) for line in last_month["lines"]] == [
+        ("payment", "3.00")
+    ]
+    assert [(line["kind"], line["amount"]) for line in this_month["lines"]] == [
+        ("refund", "-3.00")
+    ]
+
+
+def test_cancelling_an_unpaid_request_refunds_nothing(app, world):
+    request = world.request_pickup()
+
+    cancel(world, request["id"])
+
+    with app.state.sessions() as session:
+        assert session.scalars(select(Refund)).all() == []
+    assert today(world, world.pm_id)["lines"] == []

@@ -4,10 +4,20 @@ import httpx
 import pytest
 from fastapi import FastAPI, Header, Response
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import MetaData, select
+from sqlalchemy.orm import Session
 
+from shared import outbox as outbox_module
 from shared.db import make_engine
-from shared.outbox import OutboxRelay, enqueue, outbox_table
+from shared.outbox import (
+    OutboxRelay,
+    enqueue,
+    failed_messages,
+    outbox_table,
+    retry_failed,
+)
+from shared.problems import Conflict, NotFound
 
 
 class Target:
@@ -18,6 +28,7 @@ class Target:
         self.keys: set[str] = set()
         self.failing = False
         self.reject = False
+        self.rejecting: set[str] = set()
         app = FastAPI()
 
         @app.post("/v1/things")
@@ -27,7 +38,7 @@ class Target:
             if self.failing:
                 response.status_code = 503
                 return {}
-            if self.reject:
+            if self.reject or key in self.rejecting:
                 response.status_code = 422
                 return {}
             if key not in self.keys:
@@ -48,8 +59,6 @@ def outbox(tmp_path):
 
 
 def add(engine, table, key: str, ordering_key: str | None = "batch-1") -> None:
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         enqueue(
             session,
@@ -144,3 +153,135 @@ def test_other_ordering_keys_are_not_held_up(outbox):
 
     assert relay.deliver_due() == 1
     assert [key for key, _ in target.received] == ["b"]
+
+
+def relay_for(engine, table, target: Target, service: str) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine, table=table, clients={"target": target.client}, service=service
+    )
+
+
+def failed_gauge(service: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "salvage_outbox_failed_messages", {"service": service}
+    )
+
+
+def rejected_total(service: str) -> float:
+    labels = {"service": service, "target": "target"}
+    return REGISTRY.get_sample_value("salvage_outbox_rejected_total", labels) or 0.0
+
+
+def test_a_rejected_message_holds_back_later_messages_with_its_key(outbox):
+    engine, table = outbox
+    target = Target()
+    target.rejecting = {"a"}
+    add(engine, table, "a", ordering_key="batch-1")
+    add(engine, table, "b", ordering_key="batch-1")
+    add(engine, table, "c", ordering_key="batch-2")
+    relay = relay_for(engine, table, target, "held-back")
+
+    first = relay.deliver_due()
+    second = relay.deliver_due()
+
+    assert (first, second) == (1, 0)
+    assert [key for key, _ in target.received] == ["c"]
+    a, b, _ = rows(engine, table)
+    assert a.failed_at is not None and a.last_error.startswith("HTTP 422")
+    assert b.delivered_at is None and b.failed_at is None and b.attempts == 0
+    assert relay.pending_count() == 1
+    assert relay.failed_count() == 1
+
+
+def test_a_message_without_an_ordering_key_holds_back_nothing(outbox):
+    engine, table = outbox
+    target = Target()
+    target.rejecting = {"a"}
+    add(engine, table, "a", ordering_key=None)
+    add(engine, table, "b", ordering_key=None)
+    add(engine, table, "c", ordering_key="batch-1")
+    relay = relay_for(engine, table, target, "unordered")
+
+    assert relay.deliver_due() == 2
+    assert [key for key, _ in target.received] == ["b", "c"]
+
+
+class Recorder:
+    """Stands in for the module's structlog logger and keeps each event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+
+    def __getattr__(self, level: str):
+        return lambda event, **context: self.events.append((level, event, context))
+
+
+def test_a_rejection_is_logged_as_an_error_and_counted(outbox, monkeypatch):
+    engine, table = outbox
+    recorder = Recorder()
+    monkeypatch.setattr(outbox_module, "log", recorder)
+    target = Target()
+    target.rejecting = {"a"}
+    add(engine, table, "a")
+    add(engine, table, "b")
+    relay = relay_for(engine, table, target, "counted")
+    before = rejected_total("counted")
+
+    relay.deliver_due()
+
+    [(level, context)] = [
+        (level, context)
+        for level, event, context in recorder.events
+        if event == "outbox.delivery_rejected"
+    ]
+    assert level == "error"
+    assert (context["key"], context["ordering_key"]) == ("a", "batch-1")
+    assert context["error"].startswith("HTTP 422")
+    assert rejected_total("counted") == before + 1
+    assert failed_gauge("counted") == 1
+
+
+def test_retrying_a_fixed_message_delivers_it_then_those_it_held_back(outbox):
+    engine, table = outbox
+    target = Target()
+    target.rejecting = {"a"}
+    for key in ("a", "b", "c"):
+        add(engine, table, key)
+    relay = relay_for(engine, table, target, "retried")
+    relay.deliver_due()
+    target.rejecting = set()
+
+    with Session(engine) as session:
+        [failed] = failed_messages(session, table)
+        retried = retry_failed(session, table, message_id=failed.id)
+        session.commit()
+    delivered = relay.deliver_due()
+
+    assert failed.key == "a" and failed.last_error.startswith("HTTP 422")
+    assert retried.failed_at is None and retried.attempts == 1
+    assert delivered == 3
+    assert [key for key, _ in target.received] == ["a", "b", "c"]
+    assert relay.pending_count() == 0
+    assert relay.failed_count() == 0
+    assert failed_gauge("retried") == 0
+
+
+def test_only_a_failed_message_can_be_retried(outbox):
+    engine, table = outbox
+    target = Target()
+    add(engine, table, "a")
+    add(engine, table, "b")
+    relay_for(engine, table, target, "not-failed").deliver_due()
+    add(engine, table, "c")
+    delivered, _, waiting = rows(engine, table)
+
+    with Session(engine) as session:
+        for row in (delivered, waiting):
+            with pytest.raises(Conflict):
+                retry_failed(session, table, message_id=row.id)
+        with pytest.raises(NotFound):
+            retry_failed(session, table, message_id=999)
+        session.rollback()
+
+    assert [row.failed_at for row in rows(engine, table)] == [None, None, None]
+    assert rows(engine, table)[2].next_attempt_at == waiting.next_attempt_at
