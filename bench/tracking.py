@@ -77,6 +77,20 @@ class Server:
                 worker_peak = max(worker_peak, status.get("VmHWM", 0))
         return current, peak, worker_peak
 
+    def pss_kb(self) -> int:
+        """Proportional set size over the server's processes: shared library
+        pages counted once in all, not once per worker as in RSS."""
+        total = 0
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            for line in rollup.splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        return total
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
         try:
@@ -531,6 +545,7 @@ def run_all(args, url: str, data_dir: Path) -> dict:
         results["service"] = generate(args, server.url, tokens, osmand_start)
         memory = server.rss_peak_kb()
         results["rss_end"], results["rss_peak"], results["worker_peak"] = memory
+        results["pss_end"] = server.pss_kb()
         results["rows_end"] = count_positions(url)
     finally:
         server.stop()
@@ -538,6 +553,7 @@ def run_all(args, url: str, data_dir: Path) -> dict:
     bare = serve("tracking:bare_app", env, args.workers, ROOT / "bench")
     try:
         results["bare"] = generate(args, bare.url, tokens, start)
+        results["bare_rss_peak"] = bare.rss_peak_kb()[1]
     finally:
         bare.stop()
     results["uptime"] = Path("/proc/loadavg").read_text().split()[:3]
@@ -584,6 +600,12 @@ def report(args, results: dict) -> None:
         f"{results['rows_after_batch']:,} rows; "
         f"{results['rows_end']:,} rows at the end",
         "< 300, flat",
+    )
+    table.add_row(
+        "service memory, PSS at the end (MiB)",
+        f"{results['pss_end'] / 1024:.0f}",
+        f"{results['bare_rss_peak'] / 1024:.0f} (bare FastAPI, peak RSS)",
+        "",
     )
     console.print(table)
     console.print(
