@@ -630,7 +630,7 @@ def audit_batches(
 ) -> AuditReport:
     """Audits the seal of each named batch; an unsealed batch fails."""
     reader = LedgerReader(ledger)
-    indices = []
+    refs = []
     for batch_id in batch_ids:
         try:
             seal_index = reader.batch(batch_id).get("seal_index")
@@ -640,10 +640,8 @@ def audit_batches(
             return AuditReport(
                 "batches", False, reason=f"batch {batch_id} is not sealed"
             )
-        indices.append(seal_index)
-    report = audit_seals(reader.client, indices, state_file, verifier_key=verifier_key)
-    report.check = "batches"
-    return report
+        refs.append({"index": seal_index, "batch_id": batch_id})
+    return _audit_seal_refs("batches", reader, refs, state_file, verifier_key)
 
 
 class _RemoteKeys:
@@ -798,6 +796,9 @@ def verify_bundle(
         seals = [entry for entry in entries if entry.kind == SEAL]
         if not seals:
             raise AuditFailure("the bundle holds no seal: the batch is not sealed")
+        named = {"batch_id": bundle["batch_id"]} if "batch_id" in bundle else {}
+        for seal in seals:
+            _matches_ref(seal, named)
         for seal in seals:
             chain = []
             for ref in _seal_refs(seal):

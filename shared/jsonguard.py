@@ -3,6 +3,9 @@
 RFC 8785 canonical JSON has no NaN or Infinity and only integers within
 ±(2^53 − 1). Python's json module accepts all of them, so without this guard
 such a value would be stored as something else, or fail later as a 500.
+Text with a NUL character is refused too, wherever it comes (path, query,
+form or JSON body): PostgreSQL cannot store it, and no field of Salvage
+needs it.
 """
 
 import json
@@ -15,6 +18,9 @@ from shared.problems import MEDIA_TYPE, PayloadTooLarge, Problem, Unprocessable
 
 SAFE_INTEGER = 2**53 - 1
 SUSPECT = re.compile(rb"NaN|Infinity|\d{16,}")
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_URLENCODED = b"application/x-www-form-urlencoded"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
@@ -35,6 +41,8 @@ def _checked_int(text: str) -> int:
 
 def json_problem(body: bytes) -> Problem | None:
     """The reason a JSON body must be refused, or None to let it through."""
+    if ESCAPED_NUL.search(body):
+        return nul_problem()
     if not SUSPECT.search(body):
         return None
     try:
@@ -46,33 +54,65 @@ def json_problem(body: bytes) -> Problem | None:
     return None
 
 
-def _is_json(scope: Scope) -> bool:
+def nul_problem() -> Problem:
+    return Unprocessable(
+        "The request holds a NUL character, which no field accepts.",
+        slug="nul-character",
+    )
+
+
+def _content_type(scope: Scope) -> bytes:
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            return b"json" in value.lower()
-    return False
+            return value.lower()
+    return b""
+
+
+def _may_be_json(content_type: bytes) -> bool:
+    """JSON, or unlabelled: FastAPI and the OsmAnd endpoint parse both as JSON."""
+    return not content_type or b"json" in content_type
+
+
+def url_problem(scope: Scope) -> Problem | None:
+    """A NUL in the path or the query string, which no field accepts."""
+    if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+        return nul_problem()
+    return None
+
+
+def body_problem(content_type: bytes, body: bytes) -> Problem | None:
+    if content_type.startswith(FORM_URLENCODED):
+        return nul_problem() if b"%00" in body else None
+    return json_problem(body)
 
 
 class StrictJsonMiddleware:
-    """ASGI middleware applying json_problem and a body size limit."""
+    """ASGI middleware refusing NUL characters, unsignable JSON numbers and
+    bodies past a size limit, before any endpoint parses them."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.app = app
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(scope):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = url_problem(scope)
+        if problem is None and scope["method"] in BODILESS_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if problem is not None:
+            await _refuse(problem, scope, receive, send)
+            return
+        content_type = _content_type(scope)
+        if not (_may_be_json(content_type) or content_type.startswith(FORM_URLENCODED)):
             await self.app(scope, receive, send)
             return
         body, problem = await self._read(receive)
-        problem = problem or json_problem(body)
+        problem = problem or body_problem(content_type, body)
         if problem is not None:
-            response = JSONResponse(
-                problem.to_dict(instance=scope.get("path")),
-                status_code=problem.status,
-                media_type=MEDIA_TYPE,
-            )
-            await response(scope, receive, send)
+            await _refuse(problem, scope, receive, send)
             return
         await self.app(scope, _replay(body), send)
 
@@ -91,6 +131,15 @@ class StrictJsonMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), None
+
+
+async def _refuse(problem: Problem, scope: Scope, receive: Receive, send: Send):
+    response = JSONResponse(
+        problem.to_dict(instance=scope.get("path")),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
+    )
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes) -> Receive:

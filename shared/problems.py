@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from rfc8785 import CanonicalizationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_TYPE_BASE = "urn:salvage:problem:"
@@ -128,6 +129,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             "A value is out of the range this service can represent "
             "(for example a time before year 1 or after year 9999 in UTC).",
             slug="value-out-of-range",
+        )
+        return problem_response(problem, request)
+
+    @app.exception_handler(DataError)
+    async def on_unstorable(request: Request, exc: DataError):
+        log.warning(
+            "request.unstorable_value", path=request.url.path, error=str(exc.orig)
+        )
+        problem = Unprocessable(
+            "A value does not fit what the database can store (a number too large "
+            "for its column, or text it cannot hold); nothing was written.",
+            slug="value-not-storable",
         )
         return problem_response(problem, request)
 

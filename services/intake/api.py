@@ -770,7 +770,7 @@ def _local_time(text: str | None, config: IntakeConfig) -> datetime | str | None
         return text
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+    except (TypeError, ValueError):
         return text
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(config.local_timezone))

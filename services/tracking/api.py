@@ -50,6 +50,7 @@ from shared.app import create_service_app, get_session
 from shared.auth import Principal, Role, decode_token, require
 from shared.db import is_sqlite, make_engine, make_sessionmaker
 from shared.http import service_client
+from shared.jsonguard import json_problem, nul_problem
 from shared.outbox import OutboxRelay
 from shared.problems import (
     BadRequest,
@@ -105,17 +106,27 @@ async def osmand_request(request: Request) -> OsmAndRequest:
     if not raw.strip():
         return OsmAndRequest(params)
     if "json" in request.headers.get("content-type", "") or raw.lstrip()[:1] == b"{":
-        try:
-            return OsmAndRequest(params, json.loads(raw))
-        except (ValueError, RecursionError) as exc:
-            raise MalformedBody("The JSON body is malformed.") from exc
+        return OsmAndRequest(params, _json_body(raw))
     try:
         form = parse_qsl(
             raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedBody("The form body is malformed.") from exc
+    if any("\x00" in key + value for key, value in form):
+        raise nul_problem()
     return OsmAndRequest({**dict(form), **params})
+
+
+def _json_body(raw: bytes) -> Any:
+    """A JSON body under whatever content type: refused as the guard would."""
+    problem = json_problem(raw)
+    if problem is not None:
+        raise problem
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBody("The JSON body is malformed.") from exc
 
 
 async def gpx_body(request: Request) -> bytes:

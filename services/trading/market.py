@@ -35,6 +35,19 @@ from shared.timeutil import iso_utc, utcnow
 log = structlog.get_logger()
 
 CENTS = Decimal("0.01")
+MAX_TOTAL_CNY = Decimal("999999999999.99")  # what a Numeric(14, 2) column holds
+
+
+def total_price(listing: Listing, quantity_t: int) -> Decimal:
+    """The price of quantity_t tonnes, refused past what a purchase can record."""
+    total = (listing.price_cny * quantity_t).quantize(CENTS)
+    if total > MAX_TOTAL_CNY:
+        raise Unprocessable(
+            f"{quantity_t} t at {listing.price_cny} CNY is more than one purchase "
+            f"can record ({MAX_TOTAL_CNY} CNY); buy fewer tonnes at a time.",
+            slug="total-too-large",
+        )
+    return total
 
 
 def _owned_account(session: Session, principal: Principal, account_id: str) -> Account:
@@ -203,7 +216,7 @@ def quote(session: Session, *, listing_id: str, quantity_t: int) -> dict[str, An
         "listing_id": listing.id,
         "quantity_t": quantity_t,
         "unit_price_cny": str(listing.price_cny),
-        "total_cny": str((listing.price_cny * quantity_t).quantize(CENTS)),
+        "total_cny": str(total_price(listing, quantity_t)),
         "currency": "CNY",
         "available_t": listing.available_t,
     }
@@ -353,7 +366,7 @@ def buy(
         buyer_account_id=buyer.id,
         quantity_t=quantity,
         unit_price_cny=listing.price_cny,
-        total_cny=(listing.price_cny * quantity).quantize(CENTS),
+        total_cny=total_price(listing, quantity),
         serials=serials,
         buyer=principal.sub,
         created_at=utcnow(),

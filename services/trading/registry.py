@@ -7,7 +7,7 @@ numbers run on per project across vintages, so no two tonnes share one.
 """
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -124,7 +124,7 @@ def _vintage(period_start: datetime, period_end: datetime) -> int:
         raise Unprocessable(
             "period_start must be before period_end.", slug="bad-period"
         )
-    if end > datetime(start.year + 1, 1, 1, tzinfo=UTC):
+    if (end - timedelta(microseconds=1)).year != start.year:
         raise Unprocessable(
             "A monitoring period lies within one calendar year (its vintage).",
             slug="bad-period",

@@ -154,3 +154,24 @@ def test_a_stale_cookie_is_dropped_so_the_page_asks_again(world):
     assert 'salvage_token=""' in response.headers["set-cookie"]
     world.client.cookies.clear()
     assert 'name="token"' in world.client.get(path).text
+
+
+@pytest.mark.parametrize("field", ["preferred_start", "unit", "quantity"])
+def test_a_file_where_text_belongs_is_a_422_page(world, token_for, field):
+    fields = {
+        "token": token_for("resident"),
+        "unit": "1",
+        "materials": "17 01 07",
+        "quantity": "2",
+        "preferred_start": "2026-12-05T09:00",
+        "preferred_end": "2026-12-05T12:00",
+    }
+    fields.pop(field)
+    response = world.client.post(
+        f"/r/{world.community_code}",
+        data=fields,
+        files={field: ("x.bin", b"\x00\x01binary", "application/octet-stream")},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "Check the form" in response.text

@@ -3,6 +3,7 @@ the ledger's database is changed behind its back."""
 
 import json
 
+import httpx
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
@@ -304,3 +305,47 @@ def test_a_bundle_with_no_pinned_key_is_refused_unless_trusted_loudly(
     assert "WARNING" in trusted.output and "PASS bundle" in trusted.output
     assert "verifier key taken from the bundle itself" in trusted.output
     assert not (tmp_path / "none.json").exists()
+
+
+class _Redirecting(httpx.BaseTransport):
+    """A lying ledger: answers one path with what another path holds."""
+
+    def __init__(self, honest, lies: dict[str, str]) -> None:
+        self.honest, self.lies = honest, lies
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = self.lies.get(request.url.path, request.url.path)
+        answer = self.honest.get(path, params=request.url.params)
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, content=answer.content
+        )
+
+
+def test_a_batch_audit_fails_when_the_ledger_points_at_another_batchs_seal(
+    client, chain_for
+):
+    chain_for("B1").complete()
+    chain_for("B2").complete()
+    lying = httpx.Client(
+        base_url="http://ledger",
+        transport=_Redirecting(client, {"/v1/batches/B1": "/v1/batches/B2"}),
+    )
+
+    report = audit_batches(lying, ["B1"])
+
+    assert not report.ok
+    assert "not B1" in report.reason
+    assert audit_batches(client, ["B1"]).ok
+
+
+def test_a_bundle_relabelled_as_another_batch_fails_offline(client, chain_for):
+    chain_for("B1").complete()
+    bundle = client.get("/v1/batches/B1/bundle").json()
+    key = client.get("/v1/key").text.strip()
+    assert verify_bundle(bundle, verifier_key=key).ok
+
+    bundle["batch_id"] = "B2"
+    report = verify_bundle(bundle, verifier_key=key)
+
+    assert not report.ok
+    assert "not B2" in report.reason

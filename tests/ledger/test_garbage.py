@@ -163,3 +163,26 @@ def test_bad_key_registrations_are_refused(client):
     ):
         assert_problem(client.put(f"/v1/keys/{key_id}", json=body))
     assert_problem(client.post(f"/v1/keys/{key_id}/revoke", json={"reason": "x"}), 404)
+
+
+def test_a_nul_character_is_refused_before_it_reaches_the_database(client, seeded):
+    before = log_state(client)
+    in_batch = seeded.delivery_entry()
+    in_batch["statement"]["batch_id"] = "B\u00001"
+    in_key = seeded.delivery_entry()
+    in_key["signatures"][0]["key_id"] = "a\u0000"
+    for name, entry in (("batch", in_batch), ("key", in_key)):
+        response = client.post(
+            "/v1/entries", json=entry, headers={"Idempotency-Key": f"nul-{name}"}
+        )
+        assert assert_problem(response, 422)["type"].endswith("nul-character")
+    assert assert_problem(client.get("/v1/batches/B%001"), 422)
+    assert log_state(client) == before
+    assert (
+        client.post(
+            "/v1/entries",
+            json=seeded.delivery_entry(),
+            headers={"Idempotency-Key": "ok"},
+        ).status_code
+        == 201
+    )

@@ -92,3 +92,58 @@ def test_a_value_out_of_range_is_a_422_not_a_500():
 
     assert response.status_code == 422
     assert response.json()["type"].endswith("value-out-of-range")
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"x": "a\\u0000b"}', b'{"x\\u0000": 1}', b'{"x": "\\\\\\u0000"}']
+)
+def test_a_nul_character_in_a_json_string_is_refused(client, raw):
+    response = post(client, raw)
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("nul-character")
+    assert client.received == []
+
+
+def test_an_escaped_backslash_before_u0000_is_ordinary_text(client):
+    response = post(client, b'{"x": "C:\\\\u0000"}')
+
+    assert response.status_code == 200
+    assert response.json() == {"x": "C:\\u0000"}
+
+
+def test_an_unlabelled_body_is_guarded_as_json(client):
+    response = client.post("/echo", content=b'{"x": NaN}')
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("json-number-out-of-range")
+    assert client.received == []
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [("/echo/a%00b", None), ("/echo?x=%00", None), ("/echo", b"x=a%00")],
+)
+def test_a_nul_in_the_url_or_a_form_is_refused(client, path, form):
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    response = client.post(path, content=form or b"", headers=headers)
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("nul-character")
+    assert client.received == []
+
+
+def test_a_value_the_database_cannot_store_is_a_422_not_a_500():
+    from sqlalchemy.exc import DataError
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/store")
+    def store() -> dict:
+        raise DataError("INSERT", {}, ValueError("numeric field overflow"))
+
+    response = TestClient(app, raise_server_exceptions=False).post("/store")
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("value-not-storable")

@@ -158,3 +158,11 @@ def test_unknown_alert_is_404(client, inspector):
 
     assert response.status_code == 404
     assert response.json()["type"] == "urn:salvage:problem:unknown-alert"
+
+
+@pytest.mark.parametrize("field", ["device_id", "batch_id"])
+def test_a_nul_in_an_alert_filter_is_a_422(client, service_auth, field):
+    response = client.get(f"/v1/alerts?{field}=B%001", headers=service_auth)
+
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("nul-character")

@@ -391,3 +391,46 @@ def test_other_roles_may_not_post_telemetry(client, device, token_for):
 
     assert response.status_code == 403
     assert position_count(client) == 0
+
+
+UNSIGNABLE_BODY = json.dumps(
+    {
+        "device_id": DEVICE,
+        "location": {
+            "timestamp": "2026-12-01T08:00:00Z",
+            "coords": {"latitude": 52.66, "longitude": -8.63},
+            "extras": {"v": float("nan")},
+        },
+    }
+)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_a_json_body_under_any_label_is_refused_if_it_cannot_be_signed(
+    client, device, device_token, content_type
+):
+    headers = {"Authorization": f"Bearer {device_token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post("/", content=UNSIGNABLE_BODY, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("json-number-out-of-range")
+    assert position_count(client) == 0
+
+
+@pytest.mark.parametrize(
+    "body", [f"id={DEVICE}%00&lat=52.66&lon=-8.63", "id=dev&lat=52.66&lon=-8.63&x=\0"]
+)
+def test_a_nul_in_a_form_body_under_any_label_is_refused(
+    client, device, device_token, body
+):
+    response = client.post(
+        "/",
+        content=body.encode(),
+        headers={"Authorization": f"Bearer {device_token}", "Content-Type": "text/x"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("nul-character")
+    assert position_count(client) == 0

@@ -246,3 +246,54 @@ def send(trading, stock, auth_header, method, path, body, role):
     elif role is not None:
         headers |= auth_header(role, sub=f"{role}-x")
     return trading.request(method, path, json=body, headers=headers)
+
+
+def test_a_purchase_too_dear_to_record_is_refused(trading, stock, auth_header):
+    dear = trading.post(
+        "/v1/listings",
+        json={
+            "account_id": stock["operator"],
+            "quantity_t": 5,
+            "price_cny": "999999999999.99",
+        },
+        headers=auth_header("admin"),
+    )
+    assert dear.status_code == 201, dear.text
+    before = snapshot(trading, auth_header, stock)
+
+    quote = trading.post(
+        "/v1/quotes", json={"listing_id": dear.json()["id"], "quantity_t": 2}
+    )
+    bought = trading.post(
+        "/v1/purchases",
+        json={"listing_id": dear.json()["id"], "quantity_t": 2},
+        headers={**buyer(auth_header), "Idempotency-Key": "dear"},
+    )
+
+    for response in (quote, bought):
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("total-too-large")
+    assert snapshot(trading, auth_header, stock) == before
+    one = trading.post(
+        "/v1/purchases",
+        json={"listing_id": dear.json()["id"], "quantity_t": 1},
+        headers={**buyer(auth_header), "Idempotency-Key": "one"},
+    )
+    assert one.status_code == 201, one.text
+    assert one.json()["total_cny"] == "999999999999.99"
+
+
+def test_a_period_in_the_last_representable_year_is_not_a_server_error(
+    trading, stock, auth_header
+):
+    response = trading.post(
+        "/v1/reports",
+        json={
+            "period_start": "9999-12-01T00:00:00Z",
+            "period_end": "9999-12-31T00:00:00Z",
+            "account_id": stock["operator"],
+        },
+        headers=auth_header("service", sub="service:operator"),
+    )
+
+    assert response.status_code < 500, response.text

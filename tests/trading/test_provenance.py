@@ -117,7 +117,10 @@ def _rewrite(item: dict, entry: dict) -> None:
         (lambda b: b["seals"].reverse(), "committed"),
         (lambda b: b.update(start=10_000, end=10_000), "does not hold"),
         (lambda b: b["entries"].pop(0), "lacks"),
-        (lambda b: b.update(checkpoint=b["checkpoint"].replace("\n\n", "\n\n\n")), ""),
+        (
+            lambda b: b.update(checkpoint=b["checkpoint"].replace("\n\n", "\n\n\n")),
+            "checkpoint signature",
+        ),
     ],
 )
 def test_a_bundle_changed_after_download_fails(trading, retired, tamper, reason):
@@ -128,7 +131,7 @@ def test_a_bundle_changed_after_download_fails(trading, retired, tamper, reason)
     report = verify_credit_bundle(broken)
 
     assert not report.ok
-    assert reason in report.reason
+    assert reason in report.reason, report.reason
 
 
 def test_a_bundle_whose_trading_key_was_revoked_before_issuing_fails(trading, retired):
@@ -403,7 +406,7 @@ def test_an_issuance_whose_arithmetic_is_inflated_fails_the_offline_check(
     report = verify_credit_bundle(_relogged(trading, ledger, bundle, change))
 
     assert not report.ok
-    assert reason in report.reason
+    assert reason in report.reason, report.reason
     assert report.first_bad_index == len(_log(ledger)) - 1
 
 
@@ -506,4 +509,4 @@ def test_a_bundle_with_another_factor_table_fails(trading, retired, tamper, reas
     report = verify_credit_bundle(bundle)
 
     assert not report.ok
-    assert reason in report.reason
+    assert reason in report.reason, report.reason
