@@ -241,7 +241,9 @@ def dispatch(
     session.execute(
         select(Vehicle.id).where(Vehicle.id == data.vehicle_id).with_for_update()
     )
-    request = get_or_404(session, PickupRequest, request_id, "pickup-request")
+    request = get_or_404(
+        session, PickupRequest, request_id, "pickup-request", lock=True
+    )
     if request.status != "paid":
         raise Conflict(
             f"A request in state '{request.status}' cannot be dispatched.",

@@ -20,9 +20,13 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def get_or_404(session: Session, model: type[Model], ident: str, what: str) -> Model:
-    """Loads a row by primary key or raises a 404 naming what was missing."""
-    row = session.get(model, ident) if isinstance(ident, str) else None
+def get_or_404(
+    session: Session, model: type[Model], ident: str, what: str, *, lock=False
+) -> Model:
+    """Loads a row by primary key (locked for update if asked) or raises a 404
+    naming what was missing."""
+    found = isinstance(ident, str)
+    row = session.get(model, ident, with_for_update=lock) if found else None
     if row is None:
         raise NotFound(f"No {what} with id '{ident}'.", slug=f"{what}-not-found")
     return row

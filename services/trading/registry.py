@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.trading import sealed
 from services.trading.methodology import GRAMS_PER_TONNE, PERMILLE
 from services.trading.models import (
     Account,
@@ -236,6 +237,8 @@ def decide_report(
         raise Forbidden(
             "A report's author may not verify it.", slug="self-verification"
         )
+    if approve:
+        _refuse_open_alerts(session, ctx=ctx, report=report)
     report.status = "approved" if approve else "rejected"
     report.decided_by, report.decided_at = principal.sub, utcnow()
     report.comments = comments
@@ -245,6 +248,20 @@ def decide_report(
         _release(session, report)
     log.info("trading.report_decided", report_id=report.id, status=report.status)
     return report
+
+
+def _refuse_open_alerts(session: Session, *, ctx: TradingContext, report: Report):
+    """An alert raised after a batch was counted still blocks its credits."""
+    query = select(Calculation.batch_id).where(Calculation.report_id == report.id)
+    for batch_id in session.scalars(query):
+        open_ids = sealed.unresolved_alerts(ctx.tracking, batch_id, [])
+        if open_ids:
+            raise sealed.OpenAlerts(
+                f"Batch {batch_id} of report {report.id} has {len(open_ids)} "
+                "alert(s) raised since it was counted and not resolved.",
+                alert_ids=open_ids,
+                batch_id=batch_id,
+            )
 
 
 def _release(session: Session, report: Report) -> None:

@@ -1,5 +1,7 @@
 """Dispatch: licences, vehicles, batches and the request's history."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from .conftest import at, licence, sorted_outputs
@@ -298,3 +300,29 @@ def test_a_window_sharing_time_with_the_preference_is_dispatched(world, start, e
     response = world.dispatch(request_id, window_start=at(start), window_end=at(end))
 
     assert response.status_code == 200, response.text
+
+
+def test_one_request_sent_to_two_trucks_at_once_is_dispatched_once(world):
+    spare = world.post(
+        "/v1/vehicles",
+        {
+            "plate": "S-2",
+            "capacity_kg": 900,
+            "hauler_id": world.hauler_id,
+            "device_id": "spare-2",
+        },
+    ).json()
+    request = world.paid_request()
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda vehicle: world.dispatch(request["id"], vehicle_id=vehicle),
+                [world.vehicle_id, spare["id"]],
+            )
+        )
+
+    assert sorted(answer.status_code for answer in answers) == [200, 409]
+    history = world.get(f"/v1/pickup-requests/{request['id']}", "resident").json()
+    steps = [event["status"] for event in history["events"]]
+    assert steps.count("dispatched") == 1

@@ -196,3 +196,23 @@ def test_a_report_holds_the_batches_processed_in_its_period(sealed_log, desk):
     assert january.json()["batch_ids"] == ["JAN"]
     assert january.json()["vintage"] == 2026
     assert today.json()["batch_ids"] == ["NOW"]
+
+
+def test_an_alert_raised_after_counting_blocks_approval_until_resolved(
+    sealed_log, desk, alerts, trading
+):
+    holder = desk.account("operator")
+    sealed_log.write_batch("B1", net_kg=1100, outputs=ONE_AND_A_HALF, distance_m=2000)
+    report = desk.report(holder).json()
+    alerts.raise_alert("B1", "A-late")
+
+    refused = desk.decide(report["id"])
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"] == "urn:salvage:problem:open-alerts"
+    assert refused.json()["alert_ids"] == ["A-late"]
+    assert trading.get(f"/v1/reports/{report['id']}").json()["status"] == "submitted"
+    alerts.resolve("A-late")
+    approved = desk.decide(report["id"])
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["issuance"]["tonnes"] == 1

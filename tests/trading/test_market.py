@@ -144,7 +144,14 @@ def test_many_buyers_at_once_never_oversell(trading, desk, listing, auth_header)
     statuses = Counter(status for _, status, _ in results)
     assert set(statuses) <= {201, 409}
     sold = sum(quantity for quantity, status, _ in results if status == 201)
-    assert sold == 25
+    left = trading.get(f"/v1/listings/{listing['id']}").json()["available_t"]
+    assert sold + left == 25
+    for n in range(left):
+        response = buy(trading, buyer(auth_header), listing["id"], 1, f"rest-{n}")
+        assert response.status_code == 201, response.text
+        results.append((1, 201, response.json()))
+    last = buy(trading, buyer(auth_header), listing["id"], 1, "one-too-many")
+    assert last.status_code in (409, 422), last.text
     assert trading.get(f"/v1/listings/{listing['id']}").json()["status"] == "sold"
     serials = [
         s for _, status, body in results if status == 201 for s in body["serials"]
