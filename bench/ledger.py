@@ -450,6 +450,18 @@ def proof_latencies(base: str, size: int, indices: list[int], leaves) -> list[fl
     return timings
 
 
+def floor_latencies(base: str, count: int) -> list[float]:
+    """Milliseconds per GET /healthz on the same service and client: what any
+    request costs here before the proof itself (the baseline of the above)."""
+    timings = []
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for _ in range(count):
+            started = time.perf_counter()
+            http.get("/healthz").raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 def stored_proof_latencies(url: str, size: int, indices: list[int]) -> list[float]:
     """Milliseconds per proof read from the stored nodes, no HTTP."""
     engine = make_engine(url)
@@ -519,6 +531,7 @@ def big_log_figures(backend: str, count: int, folder: Path, samples: int) -> dic
         with ledger_process(url, log_key, auth_key, folder) as svc:
             with PeakMemory(svc.process.pid) as memory:
                 figures["http"] = proof_latencies(svc.url, count, indices, leaves)
+                figures["floor"] = floor_latencies(svc.url, len(indices))
                 figures["audit"] = full_audit(svc.url, verifier_key(ORIGIN, log_key))
             figures["service_peak"] = memory.peak
         figures["stored"] = stored_proof_latencies(url, count, indices)
@@ -596,6 +609,11 @@ def big_table(backend: str, count: int, figures: dict) -> Table:
         "inclusion proof via HTTP, median", f"{median(http):.2f} ms", "< 2 ms"
     )
     table.add_row("inclusion proof via HTTP, p99", f"{p99(http):.2f} ms", "")
+    table.add_row(
+        "baseline: GET /healthz via HTTP, median",
+        f"{median(figures['floor']):.2f} ms",
+        "same service and client",
+    )
     table.add_row(
         "inclusion proof from stored nodes, median", f"{median(stored):.2f} ms", ""
     )
