@@ -86,6 +86,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 Anyone = Annotated[Principal, Depends(current_principal)]
 Admin = Annotated[Principal, Depends(require())]
 Inspector = Annotated[Principal, Depends(require(Role.INSPECTOR))]
+PAID_ROLES = frozenset({Role.PROPERTY_MANAGER, Role.HAULER, Role.PLANT})
 Resident = Annotated[Principal, Depends(require(Role.RESIDENT))]
 Dispatcher = Annotated[Principal, Depends(require(Role.HAULER))]
 CustodyParty = Annotated[
@@ -630,7 +631,8 @@ def party_statement(
 ) -> PartyStatementOut:
     """A party's shares of payments made in [start, end), less the shares it
     gave back for requests cancelled in that period."""
-    if not is_staff(principal) and principal.org != party_id:
+    own = principal.role in PAID_ROLES and principal.org == party_id
+    if not (is_staff(principal) or own):
         raise Forbidden("A party sees only its own statement.", slug="not-yours")
     start, end = _aware(start), _aware(end)
     if end <= start:

@@ -430,3 +430,25 @@ def test_cancelling_an_unpaid_request_refunds_nothing(app, world):
     with app.state.sessions() as session:
         assert session.scalars(select(Refund)).all() == []
     assert today(world, world.pm_id)["lines"] == []
+
+
+def test_only_a_partys_own_accounts_read_its_statement(world):
+    now = utcnow()
+    params = {
+        "party_id": world.hauler_id,
+        "start": iso_utc(now - timedelta(days=1)),
+        "end": iso_utc(now + timedelta(days=1)),
+    }
+
+    answers = {
+        who: world.get("/v1/statements", who, params=params).status_code
+        for who in ("hauler", "device", "plant", "resident", "inspector")
+    }
+
+    assert answers == {
+        "hauler": 200,
+        "device": 403,
+        "plant": 403,
+        "resident": 403,
+        "inspector": 200,
+    }
