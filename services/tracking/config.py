@@ -52,6 +52,9 @@ class TrackingConfig(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
     # On PostgreSQL, daily position partitions created ahead of time.
     partitions_ahead_days: int = 7
+    # On PostgreSQL, most days without a partition one upload may bring: a
+    # batch spread over years would otherwise create a table per day.
+    max_new_partition_days: int = Field(default=31, ge=1)
     # Seconds the corridors are cached per process before being read again.
     corridor_cache_s: float = 10.0
     # Database connections each worker keeps open, and may open beyond them;

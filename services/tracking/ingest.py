@@ -71,7 +71,11 @@ def ingest(
     fixes = [plausible(fix) for fix in fixes]
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
-    partitions.ensure_days(session.get_bind(), {fix.time.date() for fix in usable})
+    partitions.ensure_days(
+        session.get_bind(),
+        {fix.time.date() for fix in usable},
+        max_new=config.max_new_partition_days,
+    )
     last = as_utc(state.last_time) if state.last_time else None
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]

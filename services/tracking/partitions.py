@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 
 from services.tracking.config import TrackingConfig
 from shared.db import is_sqlite, make_engine
+from shared.problems import Unprocessable
 from shared.settings import get_settings
 from shared.timeutil import utcnow
 
@@ -97,8 +98,15 @@ def _lock(connection: Connection) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('positions'))"))
 
 
-def ensure_days(engine: Engine, days: Iterable[date]) -> None:
-    """Makes sure each day has a partition; cheap when this process knows it."""
+class TooManyNewDays(Unprocessable):
+    slug, title = "too-many-new-days", "The upload spans too many new days"
+
+
+def ensure_days(
+    engine: Engine, days: Iterable[date], *, max_new: int | None = None
+) -> None:
+    """Makes sure each day has a partition; cheap when this process knows it.
+    Refuses, creating nothing, when more than `max_new` days would be new."""
     if is_sqlite(engine):
         return
     key = str(engine.url)
@@ -110,7 +118,16 @@ def ensure_days(engine: Engine, days: Iterable[date]) -> None:
     with engine.begin() as connection:
         _lock(connection)
         present = existing_days(connection)
-        for day in sorted(missing - present):
+        new = sorted(missing - present)
+        if max_new is not None and len(new) > max_new:
+            raise TooManyNewDays(
+                f"The fixes fall on {len(new)} days that have no partition yet; "
+                f"send at most {max_new} such days in one upload.",
+                new_days=len(new),
+                first_day=new[0].isoformat(),
+                last_day=new[-1].isoformat(),
+            )
+        for day in new:
             _create(connection, day)
             log.info("tracking.partition_created", day=day.isoformat())
     with _known_lock:

@@ -96,3 +96,21 @@ def test_sqlite_keeps_a_plain_table(client):
         )
         == []
     )
+
+
+@postgres_only
+def test_a_batch_spread_over_too_many_new_days_is_refused_whole(
+    client, device, device_token
+):
+    before = days(client)
+    spread = [fix(-n * 86_400 * 9, *HOME) for n in range(40, 80)]
+
+    refused = post_batch(client, device_token, spread)
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"].endswith("too-many-new-days")
+    assert refused.json()["new_days"] == 40
+    assert days(client) == before
+    assert stored_positions(client) == []
+    accepted = post_batch(client, device_token, spread[:3])
+    assert accepted.json()["accepted"] == 3
