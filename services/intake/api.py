@@ -25,6 +25,7 @@ from services.intake.models import (
 )
 from services.intake.schemas import (
     BatchOut,
+    BatchStatus,
     CancelIn,
     CommunityIn,
     CommunityOut,
@@ -53,6 +54,7 @@ from services.intake.schemas import (
     PlantOut,
     PlantPatch,
     RequestEventOut,
+    RequestStatus,
     RevokeIn,
     RotateIn,
     Signer,
@@ -451,7 +453,7 @@ def create_pickup_request(
 
 @router.get("/v1/pickup-requests", tags=["requests"])
 def list_pickup_requests(
-    session: SessionDep, principal: Anyone, status: str | None = None
+    session: SessionDep, principal: Anyone, status: RequestStatus | None = None
 ) -> list[PickupRequestOut]:
     """The requests the caller may see: a resident's own, a hauler's dispatches."""
     found = pickup_requests.list_requests(session, principal=principal, status=status)
@@ -552,7 +554,7 @@ def cancel_pickup_request(
 
 @router.get("/v1/batches", tags=["custody"])
 def list_batches(
-    session: SessionDep, principal: Anyone, status: str | None = None
+    session: SessionDep, principal: Anyone, status: BatchStatus | None = None
 ) -> list[BatchOut]:
     found = custody.list_batches(session, principal=principal, status=status)
     return [batch_view(session, batch) for batch in found]

@@ -79,6 +79,10 @@ PartyId = Annotated[
 ]
 EwcCodes = Annotated[list[str], Field(min_length=1, max_length=40)]
 HaulerStatus = Literal["active", "suspended", "revoked"]
+RequestStatus = Literal[
+    "requested", "quoted", "paid", "dispatched", "collected", "completed", "cancelled"
+]
+BatchStatus = Literal["open", "delivered", "processed"]
 PartyKind = Literal["device", "property_manager", "plant"]
 
 

@@ -1,10 +1,10 @@
 """Routes of the trading service: quantification, reports, credits and market."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
@@ -212,7 +212,7 @@ def create_listing(
 
 @router.get("/listings")
 def list_listings(
-    session: SessionDep, status: Annotated[str | None, Query(max_length=16)] = None
+    session: SessionDep, status: Literal["open", "sold", "closed"] | None = None
 ) -> dict[str, Any]:
     return {
         "items": [listing_view(x) for x in market.list_listings(session, status=status)]

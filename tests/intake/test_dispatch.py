@@ -326,3 +326,17 @@ def test_one_request_sent_to_two_trucks_at_once_is_dispatched_once(world):
     history = world.get(f"/v1/pickup-requests/{request['id']}", "resident").json()
     steps = [event["status"] for event in history["events"]]
     assert steps.count("dispatched") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/v1/pickup-requests", "dispatched"), ("/v1/batches", "open")]
+)
+def test_an_unknown_status_filter_is_refused_not_answered_empty(world, path, status):
+    world.dispatch(world.paid_request()["id"])
+
+    refused = world.get(path, "admin", params={"status": "bogus"})
+    known = world.get(path, "admin", params={"status": status})
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert [item["status"] for item in known.json()] == [status]

@@ -297,3 +297,11 @@ def test_a_period_in_the_last_representable_year_is_not_a_server_error(
     )
 
     assert response.status_code < 500, response.text
+
+
+def test_an_unknown_listing_status_is_refused(trading, stock):
+    assert trading.get("/v1/listings", params={"status": "open"}).json()["items"]
+    refused = trading.get("/v1/listings", params={"status": "bogus"})
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == PROBLEM
