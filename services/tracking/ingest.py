@@ -547,12 +547,34 @@ def _close_stop(
         )
     )
     if cluster.alert_id is not None:
-        alert = session.get(Alert, cluster.alert_id)
-        if alert is not None:
-            alert.end = cluster.end
-            alert.lat, alert.lon = cluster.lat, cluster.lon
-            alert.detail = {**alert.detail, "duration_s": int(cluster.duration_s)}
-            alert.message = _dumping_message(cluster)
+        _update_dumping_alert(session, cluster)
+
+
+def _update_dumping_alert(session: Session, cluster: Cluster) -> None:
+    """The stop's alert follows the stop as more of it arrives."""
+    alert = session.get(Alert, cluster.alert_id)
+    if alert is not None:
+        alert.end = cluster.end
+        alert.lat, alert.lon = cluster.lat, cluster.lon
+        alert.detail = {**alert.detail, "duration_s": int(cluster.duration_s)}
+        alert.message = _dumping_message(cluster)
+
+
+def _alert_of_same_stop(session: Session, device_id: str, cluster: Cluster):
+    """The dumping alert already raised for this stop, when late fixes have
+    moved its start: one stop keeps one alert."""
+    query = (
+        select(Alert)
+        .where(
+            Alert.device_id == device_id,
+            Alert.kind == "dumping_suspected",
+            Alert.start <= cluster.end,
+            Alert.end >= cluster.start,
+        )
+        .order_by(Alert.start)
+        .limit(1)
+    )
+    return session.scalars(query).first()
 
 
 def _check_long_stop(
@@ -563,6 +585,12 @@ def _check_long_stop(
     place = service.find_place(session, lat=cluster.lat, lon=cluster.lon)
     if place is not None:
         _check_site(session, config, device, cluster, place, now)
+        return
+    earlier = _alert_of_same_stop(session, device.device_id, cluster)
+    if earlier is not None:
+        earlier.start = min(as_utc(earlier.start), cluster.start)
+        cluster.alert_id = earlier.id
+        _update_dumping_alert(session, cluster)
         return
     alert = service.record_alert(
         session,

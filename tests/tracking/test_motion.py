@@ -229,3 +229,21 @@ def test_a_device_is_readable_once_synced(client, service_auth):
         "plate": "LK-304",
         "licence_valid_until": None,
     }
+
+
+def test_late_fixes_that_lengthen_an_alerted_stop_keep_one_alert(
+    client, device, device_token, service_auth
+):
+    fixes = visit(900, step_s=30)
+    cut = fix(200, *SITE)["time"]
+    later = [f for f in fixes if f["time"] >= cut]
+    earlier = [f for f in fixes if f["time"] < cut]
+    post_batch(client, device_token, later)
+    [first] = alerts(client, service_auth, "dumping_suspected")
+
+    post_batch(client, device_token, earlier)
+
+    [alert] = alerts(client, service_auth, "dumping_suspected")
+    assert alert["id"] == first["id"]
+    assert alert["start"] < first["start"]
+    assert alert["duration_s"] > first["duration_s"]
