@@ -68,9 +68,11 @@ def _content_type(scope: Scope) -> bytes:
     return b""
 
 
-def _may_be_json(content_type: bytes) -> bool:
-    """JSON, or unlabelled: FastAPI and the OsmAnd endpoint parse both as JSON."""
-    return not content_type or b"json" in content_type
+def _guarded(content_type: bytes) -> bool:
+    """JSON, unlabelled (FastAPI and the OsmAnd endpoint parse it as JSON) or
+    a URL-encoded form; multipart and raw uploads pass untouched."""
+    json_like = not content_type or b"json" in content_type
+    return json_like or content_type.startswith(FORM_URLENCODED)
 
 
 def url_problem(scope: Scope) -> Problem | None:
@@ -99,14 +101,11 @@ class StrictJsonMiddleware:
             await self.app(scope, receive, send)
             return
         problem = url_problem(scope)
-        if problem is None and scope["method"] in BODILESS_METHODS:
-            await self.app(scope, receive, send)
-            return
         if problem is not None:
             await _refuse(problem, scope, receive, send)
             return
         content_type = _content_type(scope)
-        if not (_may_be_json(content_type) or content_type.startswith(FORM_URLENCODED)):
+        if scope["method"] in BODILESS_METHODS or not _guarded(content_type):
             await self.app(scope, receive, send)
             return
         body, problem = await self._read(receive)
