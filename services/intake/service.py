@@ -21,7 +21,7 @@ def new_id() -> str:
 
 
 def get_or_404(
-    session: Session, model: type[Model], ident: str, what: str, *, lock=False
+    session: Session, model: type[Model], ident: str, what: str, *, lock: bool = False
 ) -> Model:
     """Loads a row by primary key (locked for update if asked) or raises a 404
     naming what was missing."""
