@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -98,6 +99,28 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class PeakPss:
+    """Samples a server's PSS twice a second while in use; keeps the peak."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.peak_kb = server, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak_kb = max(self.peak_kb, self.server.pss_kb())
+
+    def __enter__(self) -> "PeakPss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, self.server.pss_kb())
 
 
 def _children(pid: int) -> list[int]:
@@ -531,33 +554,42 @@ def run_all(args, url: str, data_dir: Path) -> dict:
     results: dict = {}
     server = serve("services.tracking.api:create_app", env, args.workers, ROOT)
     try:
-        register_devices(server, service_token, args.devices)
-        start = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-        console.print("batch ingest ...")
-        results["batch"] = batch_ingest(
-            server, tokens, args.batches, args.batch_size, start
-        )
-        results["copy"] = raw_copy(url, args.batches, args.batch_size, start)
-        results["rss_after_batch"] = server.rss_peak_kb()[0]
-        results["rows_after_batch"] = count_positions(url)
-        console.print("OsmAnd load on the service ...")
-        osmand_start = start + timedelta(hours=4)
-        results["service"] = generate(args, server.url, tokens, osmand_start)
-        memory = server.rss_peak_kb()
-        results["rss_end"], results["rss_peak"], results["worker_peak"] = memory
-        results["pss_end"] = server.pss_kb()
-        results["rows_end"] = count_positions(url)
+        with PeakPss(server) as pss:
+            load_service(args, results, server, url, tokens, service_token)
+        results["pss_peak"] = pss.peak_kb
     finally:
         server.stop()
     console.print("OsmAnd load on a bare FastAPI endpoint ...")
     bare = serve("tracking:bare_app", env, args.workers, ROOT / "bench")
     try:
-        results["bare"] = generate(args, bare.url, tokens, start)
+        with PeakPss(bare) as pss:
+            results["bare"] = generate(args, bare.url, tokens, datetime.now(UTC))
         results["bare_rss_peak"] = bare.rss_peak_kb()[1]
+        results["bare_pss_peak"] = pss.peak_kb
     finally:
         bare.stop()
     results["uptime"] = Path("/proc/loadavg").read_text().split()[:3]
     return results
+
+
+def load_service(args, results: dict, server, url, tokens, service_token) -> None:
+    """Batch uploads, then the OsmAnd load, on the tracking service."""
+    register_devices(server, service_token, args.devices)
+    start = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    console.print("batch ingest ...")
+    results["batch"] = batch_ingest(
+        server, tokens, args.batches, args.batch_size, start
+    )
+    results["copy"] = raw_copy(url, args.batches, args.batch_size, start)
+    results["rss_after_batch"] = server.rss_peak_kb()[0]
+    results["rows_after_batch"] = count_positions(url)
+    console.print("OsmAnd load on the service ...")
+    osmand_start = start + timedelta(hours=4)
+    results["service"] = generate(args, server.url, tokens, osmand_start)
+    memory = server.rss_peak_kb()
+    results["rss_end"], results["rss_peak"], results["worker_peak"] = memory
+    results["pss_end"] = server.pss_kb()
+    results["rows_end"] = count_positions(url)
 
 
 def _errors(load: Load) -> str:
@@ -602,10 +634,12 @@ def report(args, results: dict) -> None:
         "< 300, flat",
     )
     table.add_row(
-        "service memory, PSS at the end (MiB)",
+        "service memory, PSS: shared pages once (MiB)",
+        f"peak {results['pss_peak'] / 1024:.0f}; at the end "
         f"{results['pss_end'] / 1024:.0f}",
-        f"{results['bare_rss_peak'] / 1024:.0f} (bare FastAPI, peak RSS)",
-        "",
+        f"peak {results['bare_pss_peak'] / 1024:.0f} (bare FastAPI; peak RSS "
+        f"{results['bare_rss_peak'] / 1024:.0f})",
+        "< 300",
     )
     console.print(table)
     console.print(

@@ -1,12 +1,13 @@
 """Engines, sessions and Alembic migrations for the per-service databases."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -66,7 +67,11 @@ def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(service: str, url: str) -> Config:
+def alembic_config(service: str, url: str) -> "Config":
+    """Alembic's settings for a service; Alembic is imported only here, as a
+    running service never migrates and need not hold it in memory."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option(
         "script_location", str(SERVICES_DIR / service / "migrations")
@@ -82,6 +87,8 @@ def alembic_config(service: str, url: str) -> Config:
 
 def migrate(service: str, url: str) -> None:
     """Brings a service's database up to its newest Alembic revision."""
+    from alembic import command
+
     command.upgrade(alembic_config(service, url), "head")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from services.tracking import ingest as ingestion
 from services.tracking import partitions, service
 from services.tracking.config import TrackingConfig
+from services.tracking.fixgroup import DeviceFix, fix_writer
 from services.tracking.gpx import fixes_from_gpx
 from services.tracking.models import idempotency_keys, outbox
 from services.tracking.osmand import (
@@ -203,6 +204,7 @@ def create_app(
     )
     app.state.tracking_config = config
     _use_lean_engine(app, settings, config)
+    app.state.fix_writer = fix_writer(lambda: app.state.sessions(), config)
     _telemetry_routes(app, config)
     _registry_routes(app, config)
     _motion_trip_routes(app, config)
@@ -261,7 +263,6 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
     def osmand(
         request: Request,
         payload: Annotated[OsmAndRequest, Depends(osmand_request)],
-        session: SessionDep,
     ) -> IngestOut:
         """Takes one fix in the OsmAnd form Traccar Client sends: query or form
         parameters (`id`, `lat`, `lon`, `timestamp`, `speed` in knots, ...) or
@@ -271,22 +272,19 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
         drops (invalid, at (0,0), in the future, too old, inaccurate, duplicate,
         too fast) is counted under its reason in `dropped` and answered 200, as
         Traccar's server does, so that the client does not resend it and hold
-        back the fixes queued behind it."""
+        back the fixes queued behind it. Fixes that arrive together are stored
+        in one transaction."""
         principal = osmand_principal(request, payload)
         now = utcnow()
         if payload.body is not None:
             device_id, fix = fix_from_json(payload.body, now)
             service.check_device_access(principal, device_id)
-            target = service.device_for_ingest(session, device_id)
         else:
             device_id = device_of(payload.params)
             service.check_device_access(principal, device_id)
-            target = service.device_for_ingest(session, device_id)
             fix = fix_from_params(payload.params, now)
-        result = ingestion.ingest(
-            session, config=config, target=target, fixes=[fix], now=now
-        )
-        session.commit()
+        writer = request.app.state.fix_writer
+        result = writer.submit(DeviceFix(device_id, fix, now))
         return _ingest_out(device_id, result)
 
     for method in ("GET", "POST"):

@@ -55,6 +55,8 @@ class TrackingConfig(BaseSettings):
     # On PostgreSQL, most days without a partition one upload may bring: a
     # batch spread over years would otherwise create a table per day.
     max_new_partition_days: int = Field(default=31, ge=1)
+    # Most single fixes (OsmAnd requests) one worker stores in one transaction.
+    fix_group_max: int = Field(default=200, ge=1)
     # Seconds the corridors are cached per process before being read again.
     corridor_cache_s: float = 10.0
     # Database connections each worker keeps open, and may open beyond them;

@@ -64,8 +64,11 @@ def ingest(
     target: service.IngestTarget,
     fixes: list[RawFix],
     now: datetime,
+    pending: "PendingPositions | None" = None,
 ) -> IngestResult:
-    """Cleans fixes, stores the good ones and advances the device's motion."""
+    """Cleans fixes, stores the good ones and advances the device's motion.
+    With `pending`, fresh fixes are held there for the caller to store along
+    with other devices' fixes before it commits."""
     device, state = target.device, target.state
     result = IngestResult(received=len(fixes))
     fixes = [plausible(fix) for fix in fixes]
@@ -80,9 +83,14 @@ def ingest(
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]
 
+    if late and pending is not None:
+        pending.write(session)
     stored_late = _store_late(session, config, device, late, now, result)
     accepted, relocations = _clean_fresh(config, state, fresh, result)
-    _insert(session, device.device_id, accepted, now)
+    if pending is None or stored_late:
+        _insert(session, device.device_id, accepted, now)
+    else:
+        pending.add(device.device_id, accepted, now)
     for relocation in relocations:
         _raise_impossible_speed(session, device, relocation, now)
     if stored_late:
@@ -275,6 +283,8 @@ def _stored_around(
 
 
 COLUMNS = (
+    "device_id",
+    "received_at",
     "fix_time",
     "lat",
     "lon",
@@ -285,38 +295,61 @@ COLUMNS = (
     "hdop",
     "battery",
 )
-# One statement for a whole batch on PostgreSQL: a row per array element.
+# One statement for any number of fixes on PostgreSQL: a row per array element.
 UNNEST_INSERT = (
-    "INSERT INTO positions (device_id, received_at, attributes, "
+    "INSERT INTO positions (attributes, "
     + ", ".join(COLUMNS)
-    + ") SELECT %s, %s, t.a::json, "
+    + ") SELECT t.a::json, "
     + ", ".join(f"t.{column}" for column in COLUMNS)
     + " FROM unnest("
-    "%s::text[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], "
-    "%s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[]"
+    "%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+    "%s::float8[], %s::float8[], %s::float8[]"
     ") AS t(a, " + ", ".join(COLUMNS) + ") "
     "ON CONFLICT (device_id, fix_time) DO NOTHING"
 )
 
+# A fix to store: the device it came from, the fix, and when it was received.
+Row = tuple[str, RawFix, datetime]
+
+
+@dataclass
+class PendingPositions:
+    """Fresh fixes of several devices, held back to be stored in one
+    statement when their transaction is about to commit."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, device_id: str, fixes: list[RawFix], now: datetime) -> None:
+        self.rows.extend((device_id, fix, now) for fix in fixes)
+
+    def write(self, session: Session) -> None:
+        _insert_rows(session, self.rows)
+        self.rows = []
+
 
 def _insert(session: Session, device_id: str, fixes: list[RawFix], now) -> None:
-    if not fixes:
+    _insert_rows(session, [(device_id, fix, now) for fix in fixes])
+
+
+def _insert_rows(session: Session, rows: list[Row]) -> None:
+    if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        session.connection().exec_driver_sql(
-            UNNEST_INSERT, _arrays(device_id, fixes, now)
-        )
+        session.connection().exec_driver_sql(UNNEST_INSERT, _arrays(rows))
         return
-    rows = [_row(device_id, fix, now) for fix in fixes]
     statement = sqlite.insert(Position).on_conflict_do_nothing(
         index_elements=["device_id", "fix_time"]
     )
-    session.execute(statement, rows)
+    session.execute(statement, [_row(*row) for row in rows])
 
 
-def _arrays(device_id: str, fixes: list[RawFix], now: datetime) -> tuple:
+def _arrays(rows: list[Row]) -> tuple:
+    fixes = [fix for _, fix, _ in rows]
     attributes = [json.dumps(f.attributes) if f.attributes else None for f in fixes]
     columns = [
+        [device_id for device_id, _, _ in rows],
+        [received for _, _, received in rows],
         [f.time for f in fixes],
         [f.lat for f in fixes],
         [f.lon for f in fixes],
@@ -327,7 +360,7 @@ def _arrays(device_id: str, fixes: list[RawFix], now: datetime) -> tuple:
         [f.hdop for f in fixes],
         [f.battery for f in fixes],
     ]
-    return (device_id, now, attributes, *columns)
+    return (attributes, *columns)
 
 
 def _row(device_id: str, fix: RawFix, now: datetime) -> dict[str, Any]:

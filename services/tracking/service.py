@@ -4,6 +4,7 @@ import hashlib
 import math
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -127,23 +128,41 @@ class IngestTarget:
 def device_for_ingest(session: Session, device_id: str) -> IngestTarget:
     """The device, its locked motion row and its latest trip end, in one round
     trip."""
-    latest_trip_end = (
-        select(func.max(Trip.end)).where(Trip.device_id == device_id).scalar_subquery()
-    )
-    row = session.execute(
+    found = devices_for_ingest(session, [device_id])
+    if device_id in found:
+        return found[device_id]
+    device = get_device(session, device_id)
+    state = MotionState(device_id=device_id, cluster_count=0)
+    session.add(state)
+    until = session.scalar(_latest_trip_end(device_id))
+    return IngestTarget(device, state, as_utc(until) if until else None)
+
+
+def devices_for_ingest(
+    session: Session, device_ids: Iterable[str]
+) -> dict[str, IngestTarget]:
+    """Each registered device with a motion row, that row locked, in one round
+    trip. Rows are locked in device order, so that two writers locking
+    overlapping sets wait for each other instead of deadlocking."""
+    latest_trip_end = _latest_trip_end(Device.device_id)
+    rows = session.execute(
         select(Device, MotionState, latest_trip_end)
         .join(MotionState, MotionState.device_id == Device.device_id)
-        .where(Device.device_id == device_id)
+        .where(Device.device_id.in_(sorted(set(device_ids))))
+        .order_by(Device.device_id)
         .with_for_update(of=MotionState)
-    ).first()
-    if row is None:
-        device = get_device(session, device_id)
-        state = MotionState(device_id=device_id, cluster_count=0)
-        session.add(state)
-        until = session.scalar(latest_trip_end)
-        return IngestTarget(device, state, as_utc(until) if until else None)
-    device, state, until = row
-    return IngestTarget(device, state, as_utc(until) if until else None)
+    ).all()
+    return {
+        device.device_id: IngestTarget(device, state, as_utc(until) if until else None)
+        for device, state, until in rows
+    }
+
+
+def _latest_trip_end(device_id):
+    """The end of the device's latest summarised trip, as a scalar subquery."""
+    return (
+        select(func.max(Trip.end)).where(Trip.device_id == device_id).scalar_subquery()
+    )
 
 
 def check_device_access(principal: Principal, device_id: str) -> None:

@@ -1,0 +1,107 @@
+"""Group commit across requests: the items that arrive in one process while a
+batch is being written are written together in the next batch, and each
+caller still gets its own outcome. Between processes the database's own
+locks keep writers apart."""
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger()
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+# Writes a batch and answers one outcome per item, in order; an exception in
+# place of an outcome is raised to that item's caller alone.
+WriteFn = Callable[[Sequence[Item]], Sequence["Outcome | BaseException"]]
+
+
+@dataclass(eq=False)
+class _Ticket(Generic[Item, Outcome]):
+    item: Item
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+    done: bool = False
+    # Set when the ticket is answered, or when its caller is to write next.
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def answer(self, outcome: "Outcome | BaseException") -> None:
+        if isinstance(outcome, BaseException):
+            self.error = outcome
+        else:
+            self.outcome = outcome
+        self.done = True
+        self.wake.set()
+
+    def result(self) -> Outcome:
+        if self.error is not None:
+            raise self.error
+        return self.outcome
+
+
+class GroupCommit(Generic[Item, Outcome]):
+    """Leader/follower batching. A caller arriving with no writer at work
+    writes; the others wait on their own ticket. After each batch the writer
+    hands the pen to the oldest waiting caller, whose batch then holds
+    everything queued meanwhile (up to max_batch). No thread runs in the
+    background, nothing outlives a request, and each batch wakes only its own
+    callers and the next writer. If `write` raises, every caller in that
+    batch gets the exception and the next batch runs as usual."""
+
+    def __init__(
+        self, write: WriteFn, *, max_batch: int = 1000, name: str = "batch"
+    ) -> None:
+        self._write_fn = write
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: list[_Ticket] = []
+        self._writing = False
+        self._lock = threading.Lock()
+
+    def submit(self, item: Item) -> Outcome:
+        """Writes one item in whatever batch it lands in; blocks until that
+        batch is written (or failed) and returns this item's outcome."""
+        ticket = _Ticket(item)
+        with self._lock:
+            self._queue.append(ticket)
+            leads = not self._writing
+            self._writing = True
+        if not leads:
+            ticket.wake.wait()
+        if not ticket.done:
+            self._write_next()
+        return ticket.result()
+
+    def _write_next(self) -> None:
+        """Writes the batch at the head of the queue (which starts with this
+        caller's ticket), then hands over to the next waiting caller."""
+        with self._lock:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                successor = self._queue[0] if self._queue else None
+                self._writing = successor is not None
+            if successor is not None:
+                successor.wake.set()
+
+    def _write(self, batch: list[_Ticket]) -> None:
+        try:
+            outcomes = self._write_fn([ticket.item for ticket in batch])
+        except Exception as exc:  # every caller in the batch learns of it
+            log.error(
+                "groupcommit.batch_failed",
+                name=self._name,
+                size=len(batch),
+                error=repr(exc),
+            )
+            outcomes = [exc] * len(batch)
+        else:
+            log.debug("groupcommit.batch_written", name=self._name, size=len(batch))
+        for ticket, outcome in zip(batch, outcomes, strict=True):
+            ticket.answer(outcome)
