@@ -3,12 +3,14 @@ batch is being written are written together in the next batch, and each
 caller still gets its own outcome. Between processes the database's own
 locks keep writers apart."""
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import structlog
+from anyio import to_thread
 
 log = structlog.get_logger()
 
@@ -94,14 +96,61 @@ class GroupCommit(Generic[Item, Outcome]):
         try:
             outcomes = self._write_fn([ticket.item for ticket in batch])
         except Exception as exc:  # every caller in the batch learns of it
-            log.error(
-                "groupcommit.batch_failed",
-                name=self._name,
-                size=len(batch),
-                error=repr(exc),
-            )
+            _log_failure(self._name, len(batch), exc)
             outcomes = [exc] * len(batch)
         else:
             log.debug("groupcommit.batch_written", name=self._name, size=len(batch))
         for ticket, outcome in zip(batch, outcomes, strict=True):
             ticket.answer(outcome)
+
+
+def _log_failure(name: str, size: int, exc: Exception) -> None:
+    log.error("groupcommit.batch_failed", name=name, size=size, error=repr(exc))
+
+
+class AsyncGroupCommit(Generic[Item, Outcome]):
+    """Group commit for async endpoints: callers wait on the event loop, not
+    in a thread each, and one task per process writes batch after batch in a
+    worker thread while items keep arriving. With thousands of clients each
+    sending one small item, a waiting request then costs a future, not one of
+    the few threads that may hold a database connection."""
+
+    def __init__(
+        self, write: WriteFn, *, max_batch: int = 1000, name: str = "batch"
+    ) -> None:
+        self._write_fn = write
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: list[tuple[Item, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def submit(self, item: Item) -> Outcome:
+        """Writes one item in whatever batch it lands in and returns its
+        outcome, or raises its own exception."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            items = [item for item, _ in batch]
+            try:
+                outcomes = await to_thread.run_sync(self._write_fn, items)
+            except Exception as exc:
+                _log_failure(self._name, len(batch), exc)
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                _settle(future, outcome)
+
+
+def _settle(future: asyncio.Future, outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

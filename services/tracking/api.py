@@ -260,7 +260,7 @@ def _raw_fix(position) -> RawFix:
 
 
 def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
-    def osmand(
+    async def osmand(
         request: Request,
         payload: Annotated[OsmAndRequest, Depends(osmand_request)],
     ) -> IngestOut:
@@ -284,7 +284,7 @@ def _telemetry_routes(app: FastAPI, config: TrackingConfig) -> None:
             service.check_device_access(principal, device_id)
             fix = fix_from_params(payload.params, now)
         writer = request.app.state.fix_writer
-        result = writer.submit(DeviceFix(device_id, fix, now))
+        result = await writer.submit(DeviceFix(device_id, fix, now))
         return _ingest_out(device_id, result)
 
     for method in ("GET", "POST"):

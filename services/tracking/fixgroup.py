@@ -2,11 +2,12 @@
 
 A thousand trucks each posting a fix every few seconds means hundreds of
 one-fix requests a second. Each worker gathers the fixes that arrive while
-its last group is being written and writes them together: one query locks
-every device's motion row, one statement inserts every fix, one commit. Each
-request still gets its own result, or its own problem. If anything fails
-the group, it is rolled back and every fix in it is written alone, so one
-bad fix costs only its own request.
+its last group is being written (their requests wait on the event loop, not
+in a thread each) and writes them together: one query locks every device's
+motion row, one statement inserts every fix, one commit. Each request still
+gets its own result, or its own problem. If anything fails the group, it is
+rolled back and every fix in it is written alone, so one bad fix costs only
+its own request.
 """
 
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from services.tracking import ingest as ingestion
 from services.tracking import service
 from services.tracking.config import TrackingConfig
 from services.tracking.osmand import RawFix
-from shared.groupcommit import GroupCommit
+from shared.groupcommit import AsyncGroupCommit
 from shared.problems import Problem
 
 log = structlog.get_logger()
@@ -39,13 +40,15 @@ class DeviceFix:
 
 def fix_writer(
     sessions: Callable[[], Session], config: TrackingConfig
-) -> GroupCommit[DeviceFix, ingestion.IngestResult]:
+) -> AsyncGroupCommit[DeviceFix, ingestion.IngestResult]:
     """The per-process group writer of single fixes."""
 
     def write(items: Sequence[DeviceFix]) -> list[Outcome]:
         return write_group(sessions, config, items)
 
-    return GroupCommit(write, max_batch=config.fix_group_max, name="tracking.fixes")
+    return AsyncGroupCommit(
+        write, max_batch=config.fix_group_max, name="tracking.fixes"
+    )
 
 
 def write_group(
