@@ -44,7 +44,33 @@ class _Ticket(Generic[Item, Outcome]):
         return self.outcome
 
 
-class GroupCommit(Generic[Item, Outcome]):
+class _Batches(Generic[Item, Outcome]):
+    """A write function, the most items it takes at once, and a name to log."""
+
+    def __init__(
+        self, write: WriteFn, *, max_batch: int = 1000, name: str = "batch"
+    ) -> None:
+        self._write_fn = write
+        self._max_batch = max_batch
+        self._name = name
+
+    def _outcomes(self, items: list[Item]) -> Sequence["Outcome | BaseException"]:
+        """The write's outcomes, or its exception for every item."""
+        try:
+            outcomes = self._write_fn(items)
+        except Exception as exc:
+            log.error(
+                "groupcommit.batch_failed",
+                name=self._name,
+                size=len(items),
+                error=repr(exc),
+            )
+            return [exc] * len(items)
+        log.debug("groupcommit.batch_written", name=self._name, size=len(items))
+        return outcomes
+
+
+class GroupCommit(_Batches[Item, Outcome]):
     """Leader/follower batching. A caller arriving with no writer at work
     writes; the others wait on their own ticket. After each batch the writer
     hands the pen to the oldest waiting caller, whose batch then holds
@@ -56,9 +82,7 @@ class GroupCommit(Generic[Item, Outcome]):
     def __init__(
         self, write: WriteFn, *, max_batch: int = 1000, name: str = "batch"
     ) -> None:
-        self._write_fn = write
-        self._max_batch = max_batch
-        self._name = name
+        super().__init__(write, max_batch=max_batch, name=name)
         self._queue: list[_Ticket] = []
         self._writing = False
         self._lock = threading.Lock()
@@ -93,22 +117,12 @@ class GroupCommit(Generic[Item, Outcome]):
                 successor.wake.set()
 
     def _write(self, batch: list[_Ticket]) -> None:
-        try:
-            outcomes = self._write_fn([ticket.item for ticket in batch])
-        except Exception as exc:  # every caller in the batch learns of it
-            _log_failure(self._name, len(batch), exc)
-            outcomes = [exc] * len(batch)
-        else:
-            log.debug("groupcommit.batch_written", name=self._name, size=len(batch))
+        outcomes = self._outcomes([ticket.item for ticket in batch])
         for ticket, outcome in zip(batch, outcomes, strict=True):
             ticket.answer(outcome)
 
 
-def _log_failure(name: str, size: int, exc: Exception) -> None:
-    log.error("groupcommit.batch_failed", name=name, size=size, error=repr(exc))
-
-
-class AsyncGroupCommit(Generic[Item, Outcome]):
+class AsyncGroupCommit(_Batches[Item, Outcome]):
     """Group commit for async endpoints: callers wait on the event loop, not
     in a thread each, and one task per process writes batch after batch in a
     worker thread while items keep arriving. With thousands of clients each
@@ -118,9 +132,7 @@ class AsyncGroupCommit(Generic[Item, Outcome]):
     def __init__(
         self, write: WriteFn, *, max_batch: int = 1000, name: str = "batch"
     ) -> None:
-        self._write_fn = write
-        self._max_batch = max_batch
-        self._name = name
+        super().__init__(write, max_batch=max_batch, name=name)
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
@@ -138,11 +150,7 @@ class AsyncGroupCommit(Generic[Item, Outcome]):
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             items = [item for item, _ in batch]
-            try:
-                outcomes = await to_thread.run_sync(self._write_fn, items)
-            except Exception as exc:
-                _log_failure(self._name, len(batch), exc)
-                outcomes = [exc] * len(batch)
+            outcomes = await to_thread.run_sync(self._outcomes, items)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 _settle(future, outcome)
 

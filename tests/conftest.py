@@ -74,6 +74,15 @@ class DatabaseFactory:
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
 
+    def empty_url(self, service: str) -> str:
+        """A database with no tables yet, for tests that run the migrations."""
+        name = f"salvage_t_{service}_{uuid.uuid4().hex[:12]}"
+        if BACKEND == "postgres":
+            _admin(f'CREATE DATABASE "{name}"')
+            self.created.append(name)
+            return _postgres_url(name)
+        return f"sqlite:///{self.root / name}.db"
+
     def _template(self, service: str) -> str:
         if BACKEND == "postgres":
             name = f"salvage_tpl_{service}_{self.run_id}"

@@ -616,6 +616,13 @@ def record_custody(
     if not created:
         response.status_code = 200
     log.info("intake.custody_recorded", batch_id=batch_id, kind=event.kind)
+    for found in event.discrepancies:
+        log.warning(
+            "intake.discrepancy_raised",
+            batch_id=batch_id,
+            kind=found.kind,
+            discrepancy_id=found.id,
+        )
     return event
 
 

@@ -56,10 +56,28 @@ class IntakeConfig(BaseSettings):
     # (moisture, dust); a larger shortfall is recorded as a discrepancy and
     # raised as an alert. Outputs above the net input are refused.
     processing_tolerance: Decimal = Field(default=Decimal("0.02"), ge=0, le=1)
+    # Apparent bulk density of a batch (weighed net kg over the cubic metres its
+    # pickups declared) outside which it is recorded as a volume discrepancy and
+    # raised as an alert. The defaults span loose C&D debris from its lightest
+    # to its heaviest kind in CalRecycle, "Solid Waste Cleanup Program Weights
+    # and Volumes for Project Estimates"
+    # (calrecycle.ca.gov/SWFacilities/CDI/Tools/Calculations.htm): construction
+    # debris, wood, uncompacted, 400 lb/yd3 (237 kg/m3), to construction debris,
+    # asphalt or concrete, loose, 2,400 lb/yd3 (1,424 kg/m3).
+    volume_density_min_kg_m3: int = Field(default=237, gt=0)
+    volume_density_max_kg_m3: int = Field(default=1424, gt=0)
     # Time zone of the times residents type on the pickup request page.
     local_timezone: str = "Asia/Shanghai"
     # How far ahead of the server's clock a device may date a statement.
     clock_skew_seconds: int = Field(default=300, ge=0)
+
+    @model_validator(mode="after")
+    def _density_range_in_order(self) -> "IntakeConfig":
+        if self.volume_density_min_kg_m3 >= self.volume_density_max_kg_m3:
+            raise ValueError(
+                "volume_density_min_kg_m3 must be below volume_density_max_kg_m3"
+            )
+        return self
 
     def band_for(self, distance_km: float) -> tuple[int, DistanceBand]:
         for number, band in enumerate(self.tariff_bands):

@@ -54,6 +54,12 @@ MAX_KG = 200_000
 # Residue leaves the plant for landfill, so its code need not be one the plant
 # accepts.
 LANDFILL = "residue_landfill"
+# The alert kind tracking files each kind of discrepancy under.
+ALERT_KINDS = {
+    "mass_discrepancy": "mass_discrepancy",
+    "output_imbalance": "mass_discrepancy",
+    "volume_discrepancy": "volume_discrepancy",
+}
 Kg = Annotated[int, Field(ge=0, le=MAX_KG)]
 Signer = tuple[str, str]
 
@@ -530,8 +536,8 @@ def record(
         )
     _check_signatures(session, expected, data.signatures, signers)
     event = _store(session, batch, expected, signatures, principal)
-    discrepancy = _apply(session, batch, event, principal, config)
-    return event_view(session, event, discrepancy), True
+    found = _apply(session, batch, event, principal, config)
+    return event_view(session, event, found), True
 
 
 def _store(
@@ -578,18 +584,18 @@ def _apply(
     event: CustodyEvent,
     principal: Principal,
     config: IntakeConfig,
-) -> Discrepancy | None:
+) -> list[Discrepancy]:
     """What a custody event changes: request states, batch state, alerts."""
     if event.kind == PICKUP:
         request = session.get(PickupRequest, event.request_id)
         pickup_requests.record(session, request, "collected", principal)
-        return None
+        return []
     if event.kind == PROCESSING:
         batch.status, batch.processed_at = "processed", event.at
         for request in batch_requests(session, batch.id):
             if request.status == "collected":
                 pickup_requests.record(session, request, "completed", principal)
-        return _output_check(session, batch, event, config)
+        return _found(_output_check(session, batch, event, config))
     batch.status, batch.delivered_at = "delivered", event.at
     for request in batch_requests(session, batch.id):
         if request.status == "dispatched":
@@ -597,7 +603,23 @@ def _apply(
                 session, request, principal, note="not collected before delivery"
             )
     _request_trip(session, batch, event)
-    return _mass_check(session, batch, event, config)
+    return _found(
+        _mass_check(session, batch, event, config),
+        _volume_check(session, batch, event, config),
+    )
+
+
+def _found(*checks: Discrepancy | None) -> list[Discrepancy]:
+    return [discrepancy for discrepancy in checks if discrepancy is not None]
+
+
+def _pickup_total(session: Session, batch: Batch, field: str) -> int:
+    """The sum of one body field over the batch's pickup statements."""
+    return sum(
+        event.statement["body"][field]
+        for event in chain(session, batch.id)
+        if event.kind == PICKUP
+    )
 
 
 def _request_trip(session: Session, batch: Batch, event: CustodyEvent) -> None:
@@ -620,11 +642,7 @@ def _mass_check(
     session: Session, batch: Batch, event: CustodyEvent, config: IntakeConfig
 ) -> Discrepancy | None:
     """Records and raises a discrepancy when net mass is far off the estimates."""
-    estimated = sum(
-        other.statement["body"]["estimated_mass_kg"]
-        for other in chain(session, batch.id)
-        if other.kind == PICKUP
-    )
+    estimated = _pickup_total(session, batch, "estimated_mass_kg")
     net = event.statement["body"]["net_kg"]
     if abs(net - estimated) <= config.mass_tolerance * estimated:
         return None
@@ -645,6 +663,44 @@ def _mass_check(
         event,
         kind="mass_discrepancy",
         expected_kg=estimated,
+        actual_kg=net,
+        detail=detail,
+        facts=facts,
+    )
+
+
+def _volume_check(
+    session: Session, batch: Batch, event: CustodyEvent, config: IntakeConfig
+) -> Discrepancy | None:
+    """Records and raises a discrepancy when the weighed net mass over the
+    volume the pickups declared is a bulk density outside the configured
+    range; a batch whose pickups declared 0 litres in all is not checked."""
+    litres = _pickup_total(session, batch, "declared_volume_l")
+    net = event.statement["body"]["net_kg"]
+    low, high = config.volume_density_min_kg_m3, config.volume_density_max_kg_m3
+    if litres == 0 or low * litres <= net * 1000 <= high * litres:
+        return None
+    bound = low if net * 1000 < low * litres else high
+    density = round(net * 1000 / litres)
+    detail = (
+        f"Weighed net {net} kg in the {litres} L declared at pickup is "
+        f"{density} kg/m3, outside {low}-{high} kg/m3."
+    )
+    facts = {
+        "check": "weighbridge_volume",
+        "declared_volume_l": litres,
+        "net_kg": net,
+        "density_kg_m3": density,
+        "density_min_kg_m3": low,
+        "density_max_kg_m3": high,
+        "ticket_no": event.ticket_no,
+    }
+    return _discrepancy(
+        session,
+        batch,
+        event,
+        kind="volume_discrepancy",
+        expected_kg=bound * litres // 1000,
         actual_kg=net,
         detail=detail,
         facts=facts,
@@ -696,7 +752,7 @@ def _discrepancy(
     facts: dict[str, Any],
 ) -> Discrepancy:
     """Stores a discrepancy and queues its alert to tracking, both in this
-    transaction; tracking files both kinds as a mass discrepancy."""
+    transaction, under the alert kind ALERT_KINDS names for it."""
     discrepancy = Discrepancy(
         id=new_id(),
         batch_id=batch.id,
@@ -708,7 +764,7 @@ def _discrepancy(
     )
     session.add(discrepancy)
     alert = {
-        "kind": "mass_discrepancy",
+        "kind": ALERT_KINDS[kind],
         "message": detail,
         "batch_id": batch.id,
         "device_id": batch.device_id,
@@ -728,8 +784,10 @@ def _discrepancy(
 
 
 def event_view(
-    session: Session, event: CustodyEvent, discrepancy: Discrepancy | None = None
+    session: Session, event: CustodyEvent, found: list[Discrepancy] | None = None
 ) -> CustodyOut:
+    """The stored event and the discrepancies recording it raised, if any."""
+    views = [DiscrepancyOut.model_validate(row) for row in found or []]
     return CustodyOut(
         event_id=event.id,
         batch_id=event.batch_id,
@@ -737,12 +795,11 @@ def event_view(
         kind=event.kind,
         at=as_utc(event.at),
         leaf_hash=event.leaf_hash,
-        discrepancy=None
-        if discrepancy is None
-        else DiscrepancyOut.model_validate(discrepancy),
+        discrepancy=views[0] if views else None,
+        discrepancies=views,
     )
 
 
 def discrepancies(session: Session, batch_id: str) -> list[Discrepancy]:
     query = select(Discrepancy).where(Discrepancy.batch_id == batch_id)
-    return list(session.scalars(query.order_by(Discrepancy.at)))
+    return list(session.scalars(query.order_by(Discrepancy.at, Discrepancy.kind)))

@@ -83,6 +83,7 @@ RequestStatus = Literal[
     "requested", "quoted", "paid", "dispatched", "collected", "completed", "cancelled"
 ]
 BatchStatus = Literal["open", "delivered", "processed"]
+DiscrepancyKind = Literal["mass_discrepancy", "volume_discrepancy", "output_imbalance"]
 PartyKind = Literal["device", "property_manager", "plant"]
 
 
@@ -466,8 +467,13 @@ class CustodyIn(Input):
 
 
 class DiscrepancyOut(Output):
+    """A check a custody step failed: `mass_discrepancy` (net mass against the
+    pickup estimates), `volume_discrepancy` (net mass against the declared
+    volume; `expected_kg` is that volume's mass at the nearer end of the
+    density range) or `output_imbalance` (sorting outputs short of the input)."""
+
     id: str
-    kind: str
+    kind: DiscrepancyKind
     expected_kg: int
     actual_kg: int
     detail: str
@@ -481,7 +487,9 @@ class CustodyOut(BaseModel):
     kind: str
     at: UtcTime
     leaf_hash: str
+    # The first of `discrepancies`, for clients that read only one.
     discrepancy: DiscrepancyOut | None = None
+    discrepancies: list[DiscrepancyOut] = []
 
 
 class CustodyEventOut(Output):

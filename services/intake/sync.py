@@ -1,13 +1,13 @@
 """What tracking and the ledger must learn from the registry, via the outbox."""
 
-from datetime import timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.intake.models import Community, Depot, Hauler, PartyKey, Plant, Vehicle
 from services.intake.service import new_id, send_to_ledger, send_to_tracking
-from shared.timeutil import as_utc
+from shared.timeutil import as_utc, iso_utc
 
 
 def geometry(place: Community | Plant | Depot) -> dict:
@@ -37,21 +37,23 @@ def place_changed(
     )
 
 
-def licence_end(hauler: Hauler) -> str:
-    """The last whole UTC day the hauler's licence is valid (ISO date): the
-    day before it expires, or before it was suspended or revoked."""
-    end = as_utc(hauler.valid_until)
+def licence_window(hauler: Hauler) -> tuple[datetime, datetime]:
+    """When the hauler's licence lets its vehicles operate, [start, end): cut
+    short when it was suspended or revoked, empty if that was before it began."""
+    start, end = as_utc(hauler.valid_from), as_utc(hauler.valid_until)
     if hauler.status != "active":
         end = min(end, as_utc(hauler.status_changed_at))
-    return (end - timedelta(microseconds=1)).date().isoformat()
+    return start, max(start, end)
 
 
 def device_changed(session: Session, vehicle: Vehicle, hauler: Hauler) -> None:
+    start, end = licence_window(hauler)
     body = {
         "vehicle_id": vehicle.id,
         "hauler_id": hauler.id,
         "plate": vehicle.plate,
-        "licence_valid_until": licence_end(hauler),
+        "licence_valid_from": iso_utc(start),
+        "licence_valid_until": iso_utc(end),
     }
     send_to_tracking(
         session,

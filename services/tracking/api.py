@@ -411,12 +411,14 @@ def _registry_routes(app: FastAPI, config: TrackingConfig) -> None:
     def get_device(device_id: DeviceId, _: Reader, session: SessionDep) -> DeviceOut:
         """The device as tracking knows it; 404 until intake has synced it."""
         device = service.get_device(session, device_id)
+        valid_from, valid_until = service.licence_window(device)
         return DeviceOut(
             device_id=device.device_id,
             vehicle_id=device.vehicle_id,
             hauler_id=device.hauler_id,
             plate=device.plate,
-            licence_valid_until=device.licence_valid_until,
+            licence_valid_from=valid_from,
+            licence_valid_until=valid_until,
         )
 
     @app.get(
@@ -571,17 +573,25 @@ def _alert_routes(app: FastAPI) -> None:
         status: Annotated[AlertStatus | None, Query()] = None,
         day: Annotated[date | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> AlertsOut:
-        """Alerts by batch, device, status and UTC day, oldest first."""
-        alerts = service.list_alerts(
+        """Alerts by batch, device, status and UTC day, in the order they were
+        raised, up to `limit` a page. While `next_cursor` is not null, pass it
+        back as `cursor` (with the same filters) for the next page; a cursor
+        this service did not give out is a 422 `invalid-cursor` problem."""
+        page = service.list_alerts(
             session,
             batch_id=batch_id,
             device_id=device_id,
             status=status,
             day=day,
             limit=limit,
+            cursor=cursor,
         )
-        return AlertsOut(alerts=[service.alert_view(session, a) for a in alerts])
+        return AlertsOut(
+            alerts=[service.alert_view(session, a) for a in page.alerts],
+            next_cursor=page.next_cursor,
+        )
 
     @app.get("/v1/alerts/{alert_id}", response_model=AlertOut, tags=["alerts"])
     def get_alert(alert_id: EntityId, _: Reader, session: SessionDep) -> AlertOut:

@@ -75,13 +75,7 @@ def write_alone(
     try:
         with sessions() as session:
             target = service.device_for_ingest(session, item.device_id)
-            result = ingestion.ingest(
-                session,
-                config=config,
-                target=target,
-                fixes=[item.fix],
-                now=item.received_at,
-            )
+            result = _ingest(session, config, target, item)
             session.commit()
         return result
     except Exception as exc:
@@ -101,17 +95,26 @@ def ingest_group(
         if isinstance(target, Problem):
             outcomes.append(target)
             continue
-        result = ingestion.ingest(
-            session,
-            config=config,
-            target=target,
-            fixes=[item.fix],
-            now=item.received_at,
-            pending=pending,
-        )
-        outcomes.append(result)
+        outcomes.append(_ingest(session, config, target, item, pending))
     pending.write(session)
     return outcomes
+
+
+def _ingest(
+    session: Session,
+    config: TrackingConfig,
+    target: service.IngestTarget,
+    item: DeviceFix,
+    pending: ingestion.PendingPositions | None = None,
+) -> ingestion.IngestResult:
+    return ingestion.ingest(
+        session,
+        config=config,
+        target=target,
+        fixes=[item.fix],
+        now=item.received_at,
+        pending=pending,
+    )
 
 
 def _targets(

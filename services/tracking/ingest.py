@@ -692,13 +692,14 @@ def _check_corridor(session, device: Device, routes, previous: Fix, fix: Fix, no
 
 
 def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
-    """Telemetry on a day after the truck's or hauler's licence ran out raises
-    one alert per day, spanning the day so that every trip of it carries it."""
-    valid_until = device.licence_valid_until
-    if valid_until is None:
+    """Fixes before the licence window or from its end on raise one alert per
+    UTC day, spanning the day so that every trip of it carries it."""
+    window = service.licence_window(device)
+    outside = [fix.time for fix in fixes if service.outside_licence(window, fix.time)]
+    if not outside:
         return
-    days = sorted({fix.time.date() for fix in fixes if fix.time.date() > valid_until})
-    for day in days:
+    start, end = (iso_utc(t) if t is not None else None for t in window)
+    for day in sorted({time.date() for time in outside}):
         first = datetime(day.year, day.month, day.day, tzinfo=UTC)
         service.record_alert(
             session,
@@ -706,11 +707,14 @@ def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
             kind="licence_invalid",
             start=first,
             end=first + timedelta(days=1) - timedelta(seconds=1),
-            message=f"Operating on {day} with a licence valid until {valid_until}.",
+            message=(
+                f"Operating on {day} outside its licence, "
+                f"{service.describe_licence(window)}."
+            ),
             raised_by="tracking",
             now=now,
             device=device,
-            detail={"licence_valid_until": valid_until.isoformat()},
+            detail={"licence_valid_from": start, "licence_valid_until": end},
         )
 
 

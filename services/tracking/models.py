@@ -63,7 +63,13 @@ class Device(Base):
     vehicle_id: Mapped[str] = mapped_column(ID)
     hauler_id: Mapped[str] = mapped_column(ID)
     plate: Mapped[str] = mapped_column(String(32))
-    licence_valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The licence window, [from, until): fixes outside it raise licence_invalid.
+    licence_valid_from: Mapped[datetime | None] = mapped_column(
+        Timestamp, nullable=True
+    )
+    licence_valid_until: Mapped[datetime | None] = mapped_column(
+        Timestamp, nullable=True
+    )
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -178,7 +184,10 @@ class Alert(Base):
     """An inconsistency an inspector must look at: open, acknowledged, resolved."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_device_start", "device_id", "start"),)
+    __table_args__ = (
+        Index("ix_alerts_device_start", "device_id", "start"),
+        Index("ix_alerts_created_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     # Names the event an alert stands for, so re-detection never duplicates it.

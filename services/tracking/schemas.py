@@ -1,9 +1,18 @@
 """Request and response bodies of the tracking service."""
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from shared.timeutil import as_utc
 
 PlaceKind = Literal["community", "plant", "depot", "corridor"]
 AlertStatus = Literal["open", "acknowledged", "resolved"]
@@ -25,6 +34,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Licence times intake sends fall in this span; it refuses any other.
+EARLIEST_LICENCE = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_LICENCE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _licence_instant(value: datetime) -> datetime:
+    """The instant in UTC, refused outside the span licences fall in."""
+    try:
+        value = as_utc(value)
+    except OverflowError as exc:
+        raise ValueError("time is out of range") from exc
+    if not EARLIEST_LICENCE <= value <= LATEST_LICENCE:
+        raise ValueError("a licence time must fall between 1990 and 2100")
+    return value
+
+
+LicenceInstant = Annotated[AwareDatetime, AfterValidator(_licence_instant)]
+
+
 class PlaceIn(Strict):
     kind: PlaceKind
     name: str = Field(min_length=1, max_length=200)
@@ -41,7 +69,18 @@ class DeviceIn(Strict):
     vehicle_id: str = identifier()
     hauler_id: str = identifier()
     plate: str = Field(min_length=1, max_length=32)
-    licence_valid_until: date | None = None
+    # The licence window, [from, until); an open end is not checked.
+    licence_valid_from: LicenceInstant | None = None
+    licence_valid_until: LicenceInstant | None = None
+
+    @model_validator(mode="after")
+    def _licence_window_in_order(self) -> Self:
+        start, end = self.licence_valid_from, self.licence_valid_until
+        if start is not None and end is not None and end < start:
+            raise ValueError(
+                "licence_valid_until must not be before licence_valid_from"
+            )
+        return self
 
 
 class DeviceOut(DeviceIn):
@@ -166,6 +205,8 @@ class AlertOut(BaseModel):
 
 class AlertsOut(BaseModel):
     alerts: list[AlertOut]
+    # The cursor of the next page; null on the last.
+    next_cursor: str | None = None
 
 
 class ResolveIn(Strict):

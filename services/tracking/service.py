@@ -1,7 +1,10 @@
 """Domain logic of the tracking service: registry, places, stops, alerts, trips."""
 
+import base64
 import hashlib
+import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -11,7 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,7 +40,7 @@ from shared.crypto import key_id, public_key_b64, sign_statement
 from shared.outbox import enqueue
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 from shared.settings import Settings
-from shared.timeutil import as_utc, iso_utc
+from shared.timeutil import as_utc, iso_utc, parse_utc
 
 log = structlog.get_logger()
 
@@ -53,6 +56,10 @@ class UnknownDevice(NotFound):
 
 class UnknownAlert(NotFound):
     slug, title = "unknown-alert", "Unknown alert"
+
+
+class InvalidCursor(Unprocessable):
+    slug, title = "invalid-cursor", "Invalid cursor"
 
 
 class UnknownTrip(NotFound):
@@ -99,7 +106,9 @@ def put_device(
         session.add(device)
         session.add(MotionState(device_id=device_id, cluster_count=0))
     device.vehicle_id, device.hauler_id = data.vehicle_id, data.hauler_id
-    device.plate, device.licence_valid_until = data.plate, data.licence_valid_until
+    device.plate = data.plate
+    device.licence_valid_from = data.licence_valid_from
+    device.licence_valid_until = data.licence_valid_until
     device.updated_at = now
     log.info("tracking.device_saved", device_id=device_id, vehicle_id=data.vehicle_id)
     return device, created
@@ -113,6 +122,35 @@ def get_device(session: Session, device_id: str) -> Device:
             device_id=device_id,
         )
     return device
+
+
+LicenceWindow = tuple[datetime | None, datetime | None]
+
+
+def licence_window(device: Device) -> LicenceWindow:
+    """The device's licence window [from, until) in UTC; None for an open end."""
+    start, end = device.licence_valid_from, device.licence_valid_until
+    return (
+        as_utc(start) if start is not None else None,
+        as_utc(end) if end is not None else None,
+    )
+
+
+def outside_licence(window: LicenceWindow, at: datetime) -> bool:
+    """Whether an instant is before the window's start or at or after its end."""
+    start, end = window
+    return (start is not None and at < start) or (end is not None and at >= end)
+
+
+def describe_licence(window: LicenceWindow) -> str:
+    """The window in words, such as 'valid from … until …'."""
+    start, end = window
+    parts = ["valid"]
+    if start is not None:
+        parts.append(f"from {iso_utc(start)}")
+    if end is not None:
+        parts.append(f"until {iso_utc(end)}")
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -309,6 +347,14 @@ def attach_alerts(session: Session, *, batch_id: str, alert_ids: list[str]) -> N
     session.flush()
 
 
+@dataclass(frozen=True)
+class AlertPage:
+    """One page of alerts and the cursor of the next, None on the last."""
+
+    alerts: list[Alert]
+    next_cursor: str | None
+
+
 def list_alerts(
     session: Session,
     *,
@@ -317,8 +363,37 @@ def list_alerts(
     status: str | None = None,
     day: date | None = None,
     limit: int = 500,
-) -> list[Alert]:
-    query = select(Alert)
+    cursor: str | None = None,
+) -> AlertPage:
+    """Alerts in the order they were raised (then by id), `limit` at a time
+    after the cursor: created_at never changes, so a walk through the pages
+    meets every alert once, including those raised while it walks."""
+    query = _alert_filter(
+        select(Alert), batch_id=batch_id, device_id=device_id, status=status, day=day
+    )
+    if cursor is not None:
+        raised, alert_id = _cursor_position(cursor)
+        query = query.where(
+            or_(
+                Alert.created_at > raised,
+                and_(Alert.created_at == raised, Alert.id > alert_id),
+            )
+        )
+    query = query.order_by(Alert.created_at, Alert.id).limit(limit + 1)
+    alerts = list(session.scalars(query))
+    if len(alerts) <= limit:
+        return AlertPage(alerts, None)
+    return AlertPage(alerts[:limit], alert_cursor(alerts[limit - 1]))
+
+
+def _alert_filter(
+    query: Select,
+    *,
+    batch_id: str | None,
+    device_id: str | None,
+    status: str | None,
+    day: date | None,
+) -> Select:
     if batch_id is not None:
         query = query.join(AlertBatch, AlertBatch.alert_id == Alert.id).where(
             AlertBatch.batch_id == batch_id
@@ -332,8 +407,27 @@ def list_alerts(
         query = query.where(
             Alert.start < day_start + timedelta(days=1), Alert.end >= day_start
         )
-    query = query.order_by(Alert.start, Alert.id).limit(limit)
-    return list(session.scalars(query))
+    return query
+
+
+def alert_cursor(alert: Alert) -> str:
+    """The opaque position just after an alert: its raised time and id."""
+    position = json.dumps([iso_utc(alert.created_at), alert.id])
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _cursor_position(cursor: str) -> tuple[datetime, str]:
+    """The raised time and alert id a cursor holds; a 422 problem otherwise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raised, alert_id = json.loads(base64.urlsafe_b64decode(padded))
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,32}", alert_id):
+            raise ValueError("not an alert id")
+        return parse_utc(raised), alert_id
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise InvalidCursor(
+            "cursor is not one this service gave out; start again without it.",
+        ) from exc
 
 
 def get_alert(session: Session, alert_id: str) -> Alert:

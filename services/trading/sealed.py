@@ -27,6 +27,9 @@ SEAL_KIND = "batch.seal"
 DELIVERY_KIND = "custody.delivery"
 PROCESSING_KIND = "custody.processing"
 TRIP_KIND = "trip.summary"
+# Alerts asked for a page (tracking's most), and pages read before giving up.
+ALERT_PAGE_SIZE = 1000
+MAX_ALERT_PAGES = 1000
 
 
 class SealUnverified(Unprocessable):
@@ -356,19 +359,46 @@ def unresolved_alerts(
     tracking: httpx.Client, batch_id: str, expected: list[str]
 ) -> list[str]:
     """IDs of the batch's alerts that are not resolved (tracking's word)."""
-    response = _get(tracking, "/v1/alerts", batch_id=batch_id)
+    statuses = alert_statuses(tracking, batch_id)
+    open_ids = [key for key, status in statuses.items() if status != "resolved"]
+    open_ids += [key for key in expected if key not in statuses]
+    return sorted(set(open_ids))
+
+
+def alert_statuses(tracking: httpx.Client, batch_id: str) -> dict[str, str]:
+    """The status of every alert tracking lists for the batch, page by page."""
+    statuses: dict[str, str] = {}
+    cursor = None
+    for _ in range(MAX_ALERT_PAGES):
+        page, cursor = _alerts_page(tracking, batch_id, cursor)
+        statuses.update(page)
+        if cursor is None:
+            return statuses
+    raise ServiceUnavailable("The tracking service's alert pages did not end.")
+
+
+def _alerts_page(
+    tracking: httpx.Client, batch_id: str, cursor: str | None
+) -> tuple[dict[str, str], str | None]:
+    """One page of the batch's alert statuses and the cursor of the next."""
+    params: dict[str, Any] = {"batch_id": batch_id, "limit": ALERT_PAGE_SIZE}
+    if cursor is not None:
+        params["cursor"] = cursor
+    response = _get(tracking, "/v1/alerts", **params)
     if not response.is_success:
         raise ServiceUnavailable(
             "The tracking service did not list the batch's alerts.",
             upstream=problem_detail(response),
         )
     try:
-        alerts = _items(response.json(), "alerts")
+        body = response.json()
+        alerts = _items(body, "alerts")
         statuses = {str(alert["id"]): str(alert["status"]) for alert in alerts}
+        following = body.get("next_cursor") if isinstance(body, dict) else None
+        if following is not None and not isinstance(following, str):
+            raise TypeError("next_cursor is not text")
     except (KeyError, TypeError, ValueError, SealUnverified) as exc:
         raise ServiceUnavailable(
             "The tracking service's alerts are malformed."
         ) from exc
-    open_ids = [key for key, status in statuses.items() if status != "resolved"]
-    open_ids += [key for key in expected if key not in statuses]
-    return sorted(set(open_ids))
+    return statuses, following

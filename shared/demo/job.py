@@ -397,10 +397,7 @@ def review_alerts(services: Services, parties: Parties, report, settings) -> Non
     """An inspector reviews every alert on the batches and resolves it."""
     inspector = mint(services, parties, "inspector", "inspector-1")
     for batch in parties.batches:
-        alerts = services.tracking.call(
-            "GET", "/v1/alerts", token=inspector, params={"batch_id": batch}
-        )["alerts"]
-        for alert in alerts:
+        for alert in _batch_alerts(services, inspector, batch):
             report.alerts_raised += 1
             report.alert_kinds.append(alert["kind"])
             if alert["status"] == "resolved":
@@ -414,6 +411,17 @@ def review_alerts(services: Services, parties: Parties, report, settings) -> Non
             )
             report.alerts_resolved += 1
     report.alert_kinds = sorted(set(report.alert_kinds))
+
+
+def _batch_alerts(services: Services, token: str, batch: str) -> list[dict]:
+    """Every alert tracking lists for the batch, following its pages."""
+    alerts, params = [], {"batch_id": batch, "limit": 1000}
+    while True:
+        page = services.tracking.call("GET", "/v1/alerts", token=token, params=params)
+        alerts += page["alerts"]
+        if page.get("next_cursor") is None:
+            return alerts
+        params = {**params, "cursor": page["next_cursor"]}
 
 
 def issue_credits(services: Services, parties: Parties, report, settings) -> None:

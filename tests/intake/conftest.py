@@ -181,10 +181,12 @@ class World:
             who,
         )
 
-    def pickup(self, batch_id: str, request_id: str, mass: int = 300, minute=10):
+    def pickup(
+        self, batch_id: str, request_id: str, mass: int = 300, minute=10, volume=400
+    ):
         body = {
             "request_id": request_id,
-            "declared_volume_l": 400,
+            "declared_volume_l": volume,
             "estimated_mass_kg": mass,
         }
         statement = self.statement(

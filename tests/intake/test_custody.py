@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
+from services.intake.config import IntakeConfig
 from services.intake.models import CustodyEvent
 from shared.canonical import b64, canonical_json
 from shared.crypto import generate_key, key_id, sign_statement
@@ -124,7 +125,7 @@ def test_delivery_asks_tracking_for_the_trip(app, world):
 
 def test_a_far_off_net_mass_is_a_discrepancy_and_an_alert(app, world):
     batch_id, request_id = world.dispatched_batch()
-    world.pickup(batch_id, request_id, mass=300)
+    world.pickup(batch_id, request_id, mass=300, volume=1000)
 
     response = world.deliver(batch_id, gross=11_900, tare=11_000)
 
@@ -155,6 +156,109 @@ def test_a_net_mass_within_tolerance_raises_nothing(app, world):
 
     assert response.json()["discrepancy"] is None
     assert not [row for row in outbox_rows(app) if row.path == "/v1/alerts"]
+
+
+@pytest.mark.parametrize(
+    ("volume", "bound", "density"),
+    [(200, 284, 1500), (2000, 474, 150)],
+    ids=["too-dense", "too-light"],
+)
+def test_a_net_mass_implausible_for_the_declared_volume_is_a_discrepancy_and_an_alert(
+    app, world, volume, bound, density
+):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300, volume=volume)
+
+    response = world.deliver(batch_id, gross=11_300, tare=11_000)
+
+    assert response.status_code == 201, response.text
+    [found] = response.json()["discrepancies"]
+    assert response.json()["discrepancy"] == found
+    assert (found["kind"], found["expected_kg"], found["actual_kg"]) == (
+        "volume_discrepancy",
+        bound,
+        300,
+    )
+    [alert] = alerts(app)
+    assert alert.key == f"alert:volume_discrepancy:{batch_id}"
+    assert (alert.body["kind"], alert.body["batch_id"], alert.body["start"]) == (
+        "volume_discrepancy",
+        batch_id,
+        at(60),
+    )
+    assert alert.body["device_id"] == world.device_id
+    assert f"{density} kg/m3" in alert.body["message"]
+    assert alert.body["detail"] == {
+        "check": "weighbridge_volume",
+        "declared_volume_l": volume,
+        "net_kg": 300,
+        "density_kg_m3": density,
+        "density_min_kg_m3": 237,
+        "density_max_kg_m3": 1424,
+        "ticket_no": "T-1",
+        "discrepancy_id": found["id"],
+    }
+    batch = world.get(f"/v1/batches/{batch_id}").json()
+    assert [d["kind"] for d in batch["discrepancies"]] == ["volume_discrepancy"]
+
+
+@pytest.mark.parametrize("net", [237, 1424], ids=["lightest", "densest"])
+def test_a_density_at_either_end_of_the_range_raises_nothing(app, world, net):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=net, volume=1000)
+
+    response = world.deliver(batch_id, gross=11_000 + net, tare=11_000)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["discrepancies"] == []
+    assert not alerts(app)
+
+
+def test_a_batch_declared_at_zero_litres_is_not_volume_checked(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300, volume=0)
+
+    response = world.deliver(batch_id, gross=11_300, tare=11_000)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["discrepancies"] == []
+    assert not alerts(app)
+
+
+def test_the_volume_check_sums_every_pickup_of_the_batch(app, world):
+    batch_id, first = world.dispatched_batch()
+    second = world.paid_request("neighbour")["id"]
+    world.dispatch(second)
+    world.pickup(batch_id, first, mass=150, volume=0)
+    world.pickup(batch_id, second, mass=150, volume=100, minute=20)
+
+    response = world.deliver(batch_id, gross=11_300, tare=11_000)
+
+    [found] = response.json()["discrepancies"]
+    assert (found["kind"], found["expected_kg"]) == ("volume_discrepancy", 142)
+    assert alerts(app)[0].body["detail"]["declared_volume_l"] == 100
+
+
+def test_a_delivery_off_on_mass_and_volume_raises_both_under_their_own_keys(app, world):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300, volume=400)
+
+    response = world.deliver(batch_id, gross=11_900, tare=11_000)
+
+    kinds = [d["kind"] for d in response.json()["discrepancies"]]
+    assert kinds == ["mass_discrepancy", "volume_discrepancy"]
+    assert response.json()["discrepancy"]["kind"] == "mass_discrepancy"
+    assert [(row.key, row.body["kind"]) for row in alerts(app)] == [
+        (f"alert:mass_discrepancy:{batch_id}", "mass_discrepancy"),
+        (f"alert:volume_discrepancy:{batch_id}", "volume_discrepancy"),
+    ]
+    batch = world.get(f"/v1/batches/{batch_id}").json()
+    assert [d["kind"] for d in batch["discrepancies"]] == kinds
+
+
+def test_the_density_range_must_be_in_order():
+    with pytest.raises(ValueError, match="must be below"):
+        IntakeConfig(volume_density_min_kg_m3=1424, volume_density_max_kg_m3=237)
 
 
 def test_a_stale_prev_is_refused(app, world):

@@ -2,6 +2,7 @@
 their revocation, places, licences and custody, with nobody copying them."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from services.ledger.api import create_app as create_ledger
 from services.tracking.api import create_app as create_tracking
 from services.tracking.models import Place
 from shared.crypto import generate_key, key_id, public_key_b64, sign_statement
+from shared.timeutil import iso_utc, parse_utc
 
 from .conftest import at, drain, sorted_outputs
 
@@ -135,7 +137,7 @@ def test_a_hauler_licence_change_reaches_tracking(app, world, tracking):
 
     response = world.client.patch(
         f"/v1/haulers/{world.hauler_id}",
-        json={"valid_until": "2027-01-15T00:00:00Z"},
+        json={"valid_until": "2027-01-15T12:30:00.25+08:00"},
         headers=world.headers["inspector"],
     )
     drain(app)
@@ -153,8 +155,41 @@ def test_a_hauler_licence_change_reaches_tracking(app, world, tracking):
         world.vehicle_id,
         world.hauler_id,
     )
-    assert extended["licence_valid_until"] == "2027-01-14"
+    assert extended["licence_valid_from"] == response.json()["valid_from"]
+    assert extended["licence_valid_until"] == "2027-01-15T04:30:00.250000Z"
     assert revoked["licence_valid_until"] < extended["licence_valid_until"]
+
+
+def licence_alerts(tracking: TestClient, device_id: str) -> list[dict]:
+    response = tracking.get("/v1/alerts", params={"device_id": device_id})
+    assert response.status_code == 200, response.text
+    return [a for a in response.json()["alerts"] if a["kind"] == "licence_invalid"]
+
+
+def test_telemetry_from_the_licence_end_on_is_an_alert_at_tracking(
+    app, world, tracking
+):
+    end = parse_utc(at(60))
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json={"valid_until": iso_utc(end)},
+        headers=world.headers["inspector"],
+    )
+    drain(app)
+    positions = f"/v1/devices/{world.device_id}/positions"
+
+    def post_fix(time):
+        fix = {"time": iso_utc(time), "lat": 29.87, "lon": 121.55}
+        return tracking.post(positions, json={"positions": [fix]})
+
+    inside = post_fix(end - timedelta(seconds=1))
+    before_end = licence_alerts(tracking, world.device_id)
+    at_end = post_fix(end)
+
+    assert inside.json()["accepted"] == at_end.json()["accepted"] == 1
+    assert before_end == []
+    [raised] = licence_alerts(tracking, world.device_id)
+    assert raised["detail"]["licence_valid_until"] == iso_utc(end)
 
 
 def test_plant_licensing_changes_reach_tracking(app, world, tracking):
@@ -213,7 +248,7 @@ def test_a_moved_geofence_reaches_tracking(app, world, tracking):
 
 def test_discrepancies_are_alerts_at_tracking(app, world, tracking, auth_header):
     batch_id, request_id = world.dispatched_batch()
-    world.pickup(batch_id, request_id, mass=300)
+    world.pickup(batch_id, request_id, mass=300, volume=1000)
     world.deliver(batch_id, gross=11_900, tare=11_000)
     world.process(batch_id, sorted_outputs(800))
     drain(app)
@@ -234,3 +269,27 @@ def test_discrepancies_are_alerts_at_tracking(app, world, tracking, auth_header)
     assert all(alert["status"] == "open" for alert in discrepancies)
     # This truck sent no telemetry at all: the batch's window is one long gap.
     assert {a["kind"] for a in alerts} == {"mass_discrepancy", "telemetry_gap"}
+
+
+def test_a_volume_discrepancy_is_its_own_alert_at_tracking(
+    app, world, tracking, auth_header
+):
+    batch_id, request_id = world.dispatched_batch()
+    world.pickup(batch_id, request_id, mass=300, volume=100)
+    found = world.deliver(batch_id, gross=11_300, tare=11_000).json()
+    drain(app)
+
+    response = tracking.get(
+        "/v1/alerts",
+        params={"batch_id": batch_id},
+        headers=auth_header("inspector", "inspector-1"),
+    )
+
+    assert response.status_code == 200, response.text
+    alerts = response.json()["alerts"]
+    [volume] = [a for a in alerts if a["kind"] == "volume_discrepancy"]
+    assert volume["status"] == "open"
+    assert volume["batch_ids"] == [batch_id]
+    assert volume["detail"]["discrepancy_id"] == found["discrepancy"]["id"]
+    assert volume["detail"]["density_kg_m3"] == 3000
+    assert "mass_discrepancy" not in {a["kind"] for a in alerts}

@@ -1,15 +1,6 @@
 """The registry, and what it tells tracking through the outbox."""
 
-from datetime import timedelta
-
-from shared.timeutil import parse_utc
-
 from .conftest import drain, licence, outbox_rows
-
-
-def licence_day(instant: str) -> str:
-    """The last whole day before an instant, as tracking receives licence ends."""
-    return (parse_utc(instant) - timedelta(microseconds=1)).date().isoformat()
 
 
 def tracking_messages(app, path_prefix: str) -> list:
@@ -57,7 +48,7 @@ def test_depot_with_polygon_is_sent_as_its_polygon(app, world):
     assert sent[0].body["radius_m"] == 0
 
 
-def test_vehicle_device_reaches_tracking_with_licence_end(app, world):
+def test_vehicle_device_reaches_tracking_with_its_licence_window(app, world):
     devices = tracking_messages(app, "/v1/devices/truck-304")
     hauler = world.get(f"/v1/haulers/{world.hauler_id}").json()
 
@@ -66,7 +57,8 @@ def test_vehicle_device_reaches_tracking_with_licence_end(app, world):
         "vehicle_id": world.vehicle_id,
         "hauler_id": world.hauler_id,
         "plate": "浙B-12345",
-        "licence_valid_until": licence_day(hauler["valid_until"]),
+        "licence_valid_from": hauler["valid_from"],
+        "licence_valid_until": hauler["valid_until"],
     }
 
 
@@ -82,9 +74,29 @@ def test_suspending_a_hauler_resends_its_devices(app, world):
     assert response.status_code == 200, response.text
     devices = tracking_messages(app, "/v1/devices/truck-304")
     assert len(devices) == before + 1
-    assert devices[-1].body["licence_valid_until"] == licence_day(
-        response.json()["status_changed_at"]
+    assert devices[-1].body["licence_valid_from"] == response.json()["valid_from"]
+    assert (
+        devices[-1].body["licence_valid_until"] == response.json()["status_changed_at"]
     )
+
+
+def test_revoking_a_licence_before_it_begins_sends_an_empty_window(app, world):
+    world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json=licence(5, 300),
+        headers=world.headers["inspector"],
+    )
+
+    response = world.client.patch(
+        f"/v1/haulers/{world.hauler_id}",
+        json={"status": "revoked"},
+        headers=world.headers["inspector"],
+    )
+
+    assert response.status_code == 200, response.text
+    sent = tracking_messages(app, "/v1/devices/truck-304")[-1].body
+    assert sent["licence_valid_from"] == response.json()["valid_from"]
+    assert sent["licence_valid_until"] == response.json()["valid_from"]
 
 
 def test_plant_losing_its_licence_reaches_tracking(app, world):

@@ -1,5 +1,7 @@
 """Alerts raised by other services, listing them, and their life cycle."""
 
+import base64
+
 import pytest
 
 from tests.tracking.conftest import DEVICE
@@ -166,3 +168,116 @@ def test_a_nul_in_an_alert_filter_is_a_422(client, service_auth, field):
 
     assert response.status_code == 422
     assert response.json()["type"].endswith("nul-character")
+
+
+def raise_several(
+    client, headers, count: int, prefix: str = "b", start: str | None = None
+) -> list[str]:
+    """Raises alerts on batches prefix-0, prefix-1, ...; returns their ids."""
+    ids = []
+    for number in range(count):
+        body = {**MASS, "batch_id": f"{prefix}-{number}", "start": start}
+        response = raise_alert(client, headers, body=body, key=f"{prefix}:{number}")
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+def page(client, headers, **params) -> dict:
+    response = client.get("/v1/alerts", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_paging_meets_every_alert_once_in_the_order_raised(
+    client, device, service_auth
+):
+    raised = raise_several(client, service_auth, 7)
+
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 3} if cursor is None else {"limit": 3, "cursor": cursor}
+        body = page(client, service_auth, **params)
+        pages.append([alert["id"] for alert in body["alerts"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert [len(ids) for ids in pages] == [3, 3, 1]
+    assert [alert_id for ids in pages for alert_id in ids] == raised
+    whole = page(client, service_auth)
+    assert [a["id"] for a in whole["alerts"]] == raised
+    assert whole["next_cursor"] is None
+
+
+def test_an_alert_raised_during_a_walk_comes_on_a_later_page(
+    client, device, service_auth
+):
+    first = raise_several(client, service_auth, 3)
+    opening = page(client, service_auth, limit=2)
+
+    # It concerns an event older than all the others, and still comes after.
+    late = raise_several(client, service_auth, 1, "late", "2020-01-01T00:00:00Z")
+    rest = page(client, service_auth, limit=2, cursor=opening["next_cursor"])
+
+    assert [a["id"] for a in opening["alerts"]] == first[:2]
+    assert [a["id"] for a in rest["alerts"]] == [first[2], *late]
+    assert rest["next_cursor"] is None
+
+
+def test_paging_walks_only_the_filtered_alerts(client, device, service_auth, inspector):
+    raised = raise_several(client, service_auth, 5)
+    for alert_id in raised[1::2]:
+        resolved = client.post(
+            f"/v1/alerts/{alert_id}/resolve", json={"reason": "ok"}, headers=inspector
+        )
+        assert resolved.status_code == 200, resolved.text
+
+    first = page(client, service_auth, status="open", limit=2)
+    second = page(
+        client, service_auth, status="open", limit=2, cursor=first["next_cursor"]
+    )
+
+    listed = [a["id"] for a in first["alerts"] + second["alerts"]]
+    assert listed == raised[0::2]
+    assert second["next_cursor"] is None
+
+
+def encoded(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "not a cursor!",
+        "%%%",
+        encoded("[]"),
+        encoded("{}"),
+        encoded('["2026-12-01T10:00:00Z"]'),
+        encoded('["2026-12-01T10:00:00", "0123456789abcdef"]'),
+        encoded('["yesterday", "0123456789abcdef"]'),
+        encoded('[5, "0123456789abcdef"]'),
+        encoded('["2026-12-01T10:00:00Z", 5]'),
+        encoded('["2026-12-01T10:00:00Z", "a\\u0000b"]'),
+        encoded('["0001-01-01T00:00:00+14:00", "0123456789abcdef"]'),
+    ],
+)
+def test_a_malformed_cursor_is_a_422_problem(client, device, service_auth, cursor):
+    raise_alert(client, service_auth)
+
+    response = client.get("/v1/alerts", params={"cursor": cursor}, headers=service_auth)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:salvage:problem:invalid-cursor"
+
+
+def test_an_overlong_cursor_is_a_422_problem(client, service_auth):
+    response = client.get(
+        "/v1/alerts", params={"cursor": "x" * 201}, headers=service_auth
+    )
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:salvage:problem:validation-error"

@@ -1,10 +1,14 @@
 """Corridors for allowed routes, crossings between sparse fixes, deliveries at
 unlicensed plants and trucks without a valid licence."""
 
+import pytest
+
+from shared.timeutil import iso_utc
 from tests.tracking.conftest import (
     DEVICE,
     HAULER,
     HOME,
+    at,
     drive,
     fix,
     offset,
@@ -177,24 +181,29 @@ def test_driving_past_an_unlicensed_plant_raises_nothing(
     assert alerts(client, service_auth, "unlicensed_site") == []
 
 
-def register_with_licence(client, headers, valid_until: str):
-    response = client.put(
+def put_licensed_device(client, headers, **licence: str):
+    """Registers the device with a licence window given as RFC 3339 texts."""
+    return client.put(
         f"/v1/devices/{DEVICE}",
         json={
             "vehicle_id": "veh-304",
             "hauler_id": HAULER,
             "plate": "LK-304",
-            "licence_valid_until": valid_until,
+            **{f"licence_{end}": value for end, value in licence.items()},
         },
         headers=headers,
     )
+
+
+def register_with_licence(client, headers, **licence: str) -> None:
+    response = put_licensed_device(client, headers, **licence)
     assert response.status_code in (200, 201), response.text
 
 
 def test_a_truck_with_an_expired_licence_raises_one_alert_a_day(
     client, device_token, service_auth
 ):
-    register_with_licence(client, service_auth, "2026-11-30")
+    register_with_licence(client, service_auth, valid_until="2026-12-01T00:00:00Z")
 
     post_batch(client, device_token, drive(0, HOME, north_m=500, east_m=0))
     post_batch(client, device_token, drive(600, HOME, north_m=0, east_m=500))
@@ -202,14 +211,108 @@ def test_a_truck_with_an_expired_licence_raises_one_alert_a_day(
     raised = alerts(client, service_auth, "licence_invalid")
     assert len(raised) == 1
     assert raised[0]["start"].startswith("2026-12-01T00:00:00")
-    assert raised[0]["detail"] == {"licence_valid_until": "2026-11-30"}
+    assert raised[0]["detail"] == {
+        "licence_valid_from": None,
+        "licence_valid_until": "2026-12-01T00:00:00Z",
+    }
+
+
+def test_a_fix_at_the_licence_end_alerts_and_one_a_second_before_does_not(
+    client, device_token, service_auth
+):
+    register_with_licence(
+        client,
+        service_auth,
+        valid_from="2026-01-01T00:00:00Z",
+        valid_until=iso_utc(at(60)),
+    )
+
+    inside = post_batch(client, device_token, [fix(59, *HOME)])
+    before_end = alerts(client, service_auth, "licence_invalid")
+    at_end = post_batch(client, device_token, [fix(60, *HOME)])
+    raised = alerts(client, service_auth, "licence_invalid")
+
+    assert inside.json()["accepted"] == at_end.json()["accepted"] == 1
+    assert before_end == []
+    assert len(raised) == 1
+    assert raised[0]["start"].startswith("2026-12-01T00:00:00")
+    assert raised[0]["message"] == (
+        "Operating on 2026-12-01 outside its licence, "
+        "valid from 2026-01-01T00:00:00Z until 2026-12-01T08:01:00Z."
+    )
+    assert raised[0]["detail"] == {
+        "licence_valid_from": "2026-01-01T00:00:00Z",
+        "licence_valid_until": "2026-12-01T08:01:00Z",
+    }
+
+
+def test_a_fix_before_the_licence_begins_alerts(client, device_token, service_auth):
+    register_with_licence(
+        client,
+        service_auth,
+        valid_from=iso_utc(at(3600)),
+        valid_until="2027-12-01T00:00:00Z",
+    )
+
+    post_batch(client, device_token, drive(0, HOME, north_m=500, east_m=0))
+
+    [raised] = alerts(client, service_auth, "licence_invalid")
+    assert raised["detail"]["licence_valid_from"] == "2026-12-01T09:00:00Z"
+    assert raised["message"].startswith("Operating on 2026-12-01 outside its licence")
 
 
 def test_a_truck_with_a_valid_licence_raises_nothing(
     client, device_token, service_auth
 ):
-    register_with_licence(client, service_auth, "2026-12-01")
+    register_with_licence(
+        client,
+        service_auth,
+        valid_from="2026-12-01T00:00:00Z",
+        valid_until="2026-12-02T00:00:00Z",
+    )
 
     post_batch(client, device_token, drive(0, HOME, north_m=500, east_m=0))
 
     assert alerts(client, service_auth, "licence_invalid") == []
+
+
+def test_a_truck_without_a_licence_window_is_not_checked(
+    client, device, device_token, service_auth
+):
+    post_batch(client, device_token, drive(0, HOME, north_m=500, east_m=0))
+
+    assert alerts(client, service_auth, "licence_invalid") == []
+
+
+def test_the_licence_window_is_shown_in_utc(client, service_auth):
+    register_with_licence(
+        client,
+        service_auth,
+        valid_from="2026-01-01T08:00:00+08:00",
+        valid_until="2026-12-01T12:30:00.5+01:00",
+    )
+
+    found = client.get(f"/v1/devices/{DEVICE}", headers=service_auth).json()
+
+    assert found["licence_valid_from"] == "2026-01-01T00:00:00Z"
+    assert found["licence_valid_until"] == "2026-12-01T11:30:00.500000Z"
+
+
+@pytest.mark.parametrize(
+    "licence",
+    [
+        {"valid_until": "2026-12-01T00:00:00"},
+        {"valid_from": "2026-12-01"},
+        {"valid_until": "9999-12-31T23:59:59-05:00"},
+        {"valid_from": "2026-12-02T00:00:00Z", "valid_until": "2026-12-01T00:00:00Z"},
+    ],
+)
+def test_a_licence_window_that_is_not_exact_or_in_order_is_refused(
+    client, service_auth, licence
+):
+    response = put_licensed_device(client, service_auth, **licence)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    missing = client.get(f"/v1/devices/{DEVICE}", headers=service_auth)
+    assert missing.status_code == 404

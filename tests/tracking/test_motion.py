@@ -227,6 +227,7 @@ def test_a_device_is_readable_once_synced(client, service_auth):
         "vehicle_id": "veh-304",
         "hauler_id": "hauler-1",
         "plate": "LK-304",
+        "licence_valid_from": None,
         "licence_valid_until": None,
     }
 

@@ -136,10 +136,13 @@ def test_trip_links_its_alerts_to_the_batch(client, device, device_token, servic
 
 
 def window_gaps(client, headers) -> list[dict]:
+    """The batch's gap alerts by start: alerts raised together are listed in
+    no particular order."""
     listed = client.get(
         "/v1/alerts", params={"batch_id": "batch-1"}, headers=headers
     ).json()["alerts"]
-    return [a for a in listed if a["kind"] == "telemetry_gap"]
+    gaps = [a for a in listed if a["kind"] == "telemetry_gap"]
+    return sorted(gaps, key=lambda a: a["start"])
 
 
 def test_silence_at_either_edge_of_the_window_raises_a_gap_for_the_batch(

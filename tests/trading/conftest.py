@@ -162,13 +162,22 @@ class SealedLog:
 
 @dataclass
 class Alerts:
-    """Tracking's GET /v1/alerts?batch_id=, answered from a dict."""
+    """Tracking's GET /v1/alerts?batch_id=, answered from a dict, at most
+    `page_size` alerts a page whatever the limit asked for (as tracking may)."""
 
     by_batch: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    page_size: int = 1000
+    requests: list[dict[str, str]] = field(default_factory=list)
 
-    def raise_alert(self, batch_id: str, alert_id: str, status: str = "open") -> None:
+    def raise_alert(
+        self,
+        batch_id: str,
+        alert_id: str,
+        status: str = "open",
+        kind: str = "dumping_suspected",
+    ) -> None:
         self.by_batch.setdefault(batch_id, []).append(
-            {"id": alert_id, "kind": "stop_outside", "status": status}
+            {"id": alert_id, "kind": kind, "status": status}
         )
 
     def resolve(self, alert_id: str) -> None:
@@ -180,8 +189,15 @@ class Alerts:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path != "/v1/alerts":
             return httpx.Response(404, json={"status": 404})
-        batch_id = request.url.params.get("batch_id", "")
-        return httpx.Response(200, json={"alerts": self.by_batch.get(batch_id, [])})
+        params = dict(request.url.params)
+        self.requests.append(params)
+        listed = self.by_batch.get(params.get("batch_id", ""), [])
+        start = int(params.get("cursor", "0"))
+        end = start + min(self.page_size, int(params.get("limit", "500")))
+        following = str(end) if end < len(listed) else None
+        return httpx.Response(
+            200, json={"alerts": listed[start:end], "next_cursor": following}
+        )
 
 
 @pytest.fixture

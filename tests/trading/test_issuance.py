@@ -198,6 +198,23 @@ def test_a_report_holds_the_batches_processed_in_its_period(sealed_log, desk):
     assert today.json()["batch_ids"] == ["NOW"]
 
 
+def test_an_alert_on_a_later_page_raised_after_counting_blocks_approval(
+    sealed_log, desk, alerts
+):
+    holder = desk.account("operator")
+    sealed_log.write_batch("B1", net_kg=1100, outputs=ONE_AND_A_HALF, distance_m=2000)
+    report = desk.report(holder).json()
+    alerts.page_size = 1
+    alerts.raise_alert("B1", "A-seen", status="resolved")
+    alerts.raise_alert("B1", "A-volume", kind="volume_discrepancy")
+
+    refused = desk.decide(report["id"])
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"] == "urn:salvage:problem:open-alerts"
+    assert refused.json()["alert_ids"] == ["A-volume"]
+
+
 def test_an_alert_raised_after_counting_blocks_approval_until_resolved(
     sealed_log, desk, alerts, trading
 ):

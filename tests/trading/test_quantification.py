@@ -100,6 +100,40 @@ def test_a_batch_with_an_open_alert_is_refused_until_resolved(
     assert quantify(trading, auth_header, "B1").status_code == 201
 
 
+@pytest.mark.parametrize("kind", ["mass_discrepancy", "volume_discrepancy"])
+def test_an_open_discrepancy_alert_is_refused(
+    trading, sealed_log, alerts, auth_header, trading_url, kind
+):
+    sealed_log.write_batch("B1", net_kg=2000, outputs=OUTPUTS, distance_m=12000)
+    alerts.raise_alert("B1", "D1", kind=kind)
+
+    refused = quantify(trading, auth_header, "B1")
+
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "urn:salvage:problem:open-alerts"
+    assert refused.json()["alert_ids"] == ["D1"]
+    assert count_calculations(trading_url) == 0
+
+
+def test_an_open_alert_on_a_later_page_of_trackings_list_is_refused(
+    trading, sealed_log, alerts, auth_header
+):
+    sealed_log.write_batch("B1", net_kg=2000, outputs=OUTPUTS, distance_m=12000)
+    alerts.page_size = 2
+    alerts.raise_alert("B1", "A1", status="resolved")
+    alerts.raise_alert("B1", "A2", status="resolved")
+    alerts.raise_alert("B1", "A3", kind="volume_discrepancy")
+
+    refused = quantify(trading, auth_header, "B1")
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["alert_ids"] == ["A3"]
+    assert [r.get("cursor") for r in alerts.requests] == [None, "2"]
+    assert {r["batch_id"] for r in alerts.requests} == {"B1"}
+    alerts.resolve("A3")
+    assert quantify(trading, auth_header, "B1").status_code == 201
+
+
 def test_an_alert_named_by_the_trip_but_unknown_to_tracking_is_refused(
     trading, sealed_log, auth_header
 ):
