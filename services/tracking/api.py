@@ -589,7 +589,7 @@ def _alert_routes(app: FastAPI) -> None:
             cursor=cursor,
         )
         return AlertsOut(
-            alerts=[service.alert_view(session, a) for a in page.alerts],
+            alerts=service.alert_views(session, page.alerts),
             next_cursor=page.next_cursor,
         )
 

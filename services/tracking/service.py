@@ -472,11 +472,24 @@ def resolve_alert(
 
 
 def alert_view(session: Session, alert: Alert) -> dict[str, Any]:
-    batch_ids = session.scalars(
-        select(AlertBatch.batch_id)
-        .where(AlertBatch.alert_id == alert.id)
+    return alert_views(session, [alert])[0]
+
+
+def alert_views(session: Session, alerts: list[Alert]) -> list[dict[str, Any]]:
+    """Alerts as the API shows them, with the batches each is linked to, read
+    in one query for all of them."""
+    links = session.execute(
+        select(AlertBatch.alert_id, AlertBatch.batch_id)
+        .where(AlertBatch.alert_id.in_([alert.id for alert in alerts]))
         .order_by(AlertBatch.batch_id)
     ).all()
+    batches: dict[str, list[str]] = {alert.id: [] for alert in alerts}
+    for alert_id, batch_id in links:
+        batches[alert_id].append(batch_id)
+    return [_alert_fields(alert, batches[alert.id]) for alert in alerts]
+
+
+def _alert_fields(alert: Alert, batch_ids: list[str]) -> dict[str, Any]:
     start, end = as_utc(alert.start), as_utc(alert.end)
     return {
         "id": alert.id,
@@ -484,7 +497,7 @@ def alert_view(session: Session, alert: Alert) -> dict[str, Any]:
         "status": alert.status,
         "device_id": alert.device_id,
         "vehicle_id": alert.vehicle_id,
-        "batch_ids": list(batch_ids),
+        "batch_ids": batch_ids,
         "start": start,
         "end": end,
         "duration_s": int((end - start).total_seconds()),
