@@ -1,14 +1,16 @@
 """Refuses JSON that cannot be hashed or signed faithfully, before any parsing.
 
-RFC 8785 canonical JSON has no NaN or Infinity and only integers within
-±(2^53 − 1). Python's json module accepts all of them, so without this guard
-such a value would be stored as something else, or fail later as a 500.
+RFC 8785 canonical JSON has no NaN or Infinity (nor a number such as 1e400
+that only a double's infinity holds) and only integers within ±(2^53 − 1).
+Python's json module accepts all of them, so without this guard such a value
+would be stored as something else, or fail later as a 500.
 Text with a NUL character is refused too, wherever it comes (path, query,
 form or JSON body): PostgreSQL cannot store it, and no field of Salvage
 needs it.
 """
 
 import json
+import math
 import re
 
 from starlette.responses import JSONResponse
@@ -17,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.problems import MEDIA_TYPE, PayloadTooLarge, Problem, Unprocessable
 
 SAFE_INTEGER = 2**53 - 1
-SUSPECT = re.compile(rb"NaN|Infinity|\d{16,}")
+SUSPECT = re.compile(rb"NaN|Infinity|\d{16,}|[eE][+-]?\d{3,}")
 ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_URLENCODED = b"application/x-www-form-urlencoded"
@@ -30,6 +32,13 @@ class _Refused(ValueError):
 
 def _refuse_constant(name: str):
     raise _Refused(f"{name} is not a JSON number that can be signed")
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"number {text[:40]} is beyond the range of a double")
+    return value
 
 
 def _checked_int(text: str) -> int:
@@ -46,7 +55,12 @@ def json_problem(body: bytes) -> Problem | None:
     if not SUSPECT.search(body):
         return None
     try:
-        json.loads(body, parse_constant=_refuse_constant, parse_int=_checked_int)
+        json.loads(
+            body,
+            parse_constant=_refuse_constant,
+            parse_int=_checked_int,
+            parse_float=_checked_float,
+        )
     except _Refused as exc:
         return Unprocessable(str(exc), slug="json-number-out-of-range")
     except (ValueError, RecursionError):

@@ -71,12 +71,18 @@ class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
 
+class TooManyRequests(Problem):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+
 class ServiceUnavailable(Problem):
     status, slug, title = 503, "unavailable", "A dependency is unavailable"
 
 
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else {}
+    if "retry_after_s" in problem.extra:
+        headers["Retry-After"] = str(problem.extra["retry_after_s"])
     return JSONResponse(
         problem.to_dict(instance=request.url.path),
         status_code=problem.status,

@@ -57,6 +57,10 @@ class TrackingConfig(BaseSettings):
     max_new_partition_days: int = Field(default=31, ge=1)
     # Most single fixes (OsmAnd requests) one worker stores in one transaction.
     fix_group_max: int = Field(default=200, ge=1)
+    # On PostgreSQL, most partitions for days before yesterday that uploads may
+    # create in one UTC day, across all devices: a truck's buffer from last
+    # week is normal, one table for every day of a decade is not.
+    max_backfill_partitions_per_day: int = Field(default=31, ge=0)
     # Seconds the corridors are cached per process before being read again.
     corridor_cache_s: float = 10.0
     # Database connections each worker keeps open, and may open beyond them;

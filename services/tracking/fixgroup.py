@@ -56,8 +56,12 @@ def write_group(
     config: TrackingConfig,
     items: Sequence[DeviceFix],
 ) -> list[Outcome]:
-    """Writes the group in one transaction, or else each fix alone."""
+    """Writes the group in one transaction, or else each fix alone. Missing
+    partitions are created first: once the group's transaction has touched
+    positions, creating one would wait for that transaction to end."""
     try:
+        with sessions() as session:
+            _ensure_partitions(session, config, items)
         with sessions() as session:
             outcomes = ingest_group(session, config, items)
             session.commit()
@@ -67,6 +71,15 @@ def write_group(
             "tracking.fix_group_split", size=len(items), error=type(exc).__name__
         )
         return [write_alone(sessions, config, item) for item in items]
+
+
+def _ensure_partitions(
+    session: Session, config: TrackingConfig, items: Sequence[DeviceFix]
+) -> None:
+    now = max(item.received_at for item in items)
+    fixes = [item.fix for item in items]
+    days = ingestion.usable_days(config, fixes, now)
+    ingestion.ensure_partitions(session.get_bind(), config, days, now)
 
 
 def write_alone(

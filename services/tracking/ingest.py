@@ -10,7 +10,7 @@ import json
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -74,11 +74,7 @@ def ingest(
     fixes = [plausible(fix) for fix in fixes]
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
-    partitions.ensure_days(
-        session.get_bind(),
-        {fix.time.date() for fix in usable},
-        max_new=config.max_new_partition_days,
-    )
+    ensure_partitions(session.get_bind(), config, {f.time.date() for f in usable}, now)
     last = as_utc(state.last_time) if state.last_time else None
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]
@@ -112,6 +108,26 @@ def ingest(
     _count_drops(session, device.device_id, result, now)
     POINTS_ACCEPTED.inc(result.accepted)
     return result
+
+
+def usable_days(config: TrackingConfig, fixes: list[RawFix], now) -> set[date]:
+    """The days of the fixes cleaning would not drop by their own readings."""
+    ignored = IngestResult()
+    return {fix.time.date() for fix in fixes if _usable(config, fix, now, ignored)}
+
+
+def ensure_partitions(engine, config: TrackingConfig, days: set[date], now) -> None:
+    """Creates the partitions these days need, on a connection of its own.
+    Creating one waits for every open transaction that has touched positions,
+    so a caller that stores fixes calls this before its transaction does."""
+    partitions.ensure_days(
+        engine,
+        days,
+        max_new=config.max_new_partition_days,
+        backfill=partitions.BackfillBudget(
+            now.date(), config.max_backfill_partitions_per_day
+        ),
+    )
 
 
 def _usable(config: TrackingConfig, fix: RawFix, now: datetime, result) -> bool:

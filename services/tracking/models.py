@@ -237,3 +237,13 @@ class Trip(Base):
     entry: Mapped[dict[str, Any]] = mapped_column(JSON)
     outbox_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Backfill(Base):
+    """A position partition created on demand for a day before yesterday, and
+    the UTC day it was created on: uploads may create only so many a day."""
+
+    __tablename__ = "partition_backfills"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    created_on: Mapped[date] = mapped_column(Date, index=True)

@@ -12,6 +12,9 @@ from shared.problems import Unprocessable
 from shared.timeutil import parse_utc
 
 KNOT_MPS = 1852 / 3600
+# Device ids as the registry's paths accept them.
+DEVICE_ID = re.compile(r"[A-Za-z0-9._:\-]+")
+MAX_DEVICE_ID = 64
 # A number as a parameter: ASCII digits, optional sign, fraction and exponent.
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Traccar reads a numeric timestamp below 2**31 as seconds, above as milliseconds.
@@ -80,7 +83,7 @@ def plausible(fix: RawFix) -> RawFix:
     for name, (low, high) in PLAUSIBLE.items():
         value = getattr(fix, name)
         if value is not None and not low <= value <= high:
-            aside[name] = value
+            aside[name] = value if math.isfinite(value) else str(value)
     if not aside and attributes is fix.attributes:
         return fix
     if aside:
@@ -97,6 +100,16 @@ def device_of(params: dict[str, str]) -> str:
     device_id = params.get("id") or params.get("deviceid")
     if not device_id:
         raise InvalidFix("The device is missing: send id or deviceid.")
+    return checked_device_id(device_id)
+
+
+def checked_device_id(device_id: str) -> str:
+    """A device id as the registry allows them, or a problem: never a string
+    the database cannot store or compare."""
+    if len(device_id) > MAX_DEVICE_ID or not DEVICE_ID.fullmatch(device_id):
+        raise InvalidFix(
+            "A device id is 1 to 64 letters, digits, '.', '_', ':' or '-'."
+        )
     return device_id
 
 
@@ -128,6 +141,7 @@ def fix_from_json(body: Any, now: datetime) -> tuple[str, RawFix]:
     device_id = body.get("device_id")
     if not isinstance(device_id, str) or not device_id:
         raise InvalidFix("The JSON body needs a device_id string.")
+    checked_device_id(device_id)
     if not isinstance(coords, dict):
         raise InvalidFix("The location needs a coords object.")
     battery = location.get("battery", body.get("battery"))

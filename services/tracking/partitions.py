@@ -8,22 +8,28 @@ does both when it starts, and creates a missing day on demand.
 """
 
 import argparse
+import math
 import threading
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from services.tracking.config import TrackingConfig
+from services.tracking.models import Backfill
 from shared.db import is_sqlite, make_engine
-from shared.problems import Unprocessable
+from shared.problems import TooManyRequests, Unprocessable
 from shared.settings import get_settings
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()
 
 PREFIX = "positions_p"
+# Creating a partition waits for transactions that use positions; past this it
+# fails instead of holding ingest up.
+LOCK_TIMEOUT = "10s"
 # Days known to have a partition, per database URL, in this process.
 _known: dict[str, set[date]] = {}
 _known_lock = threading.Lock()
@@ -103,10 +109,15 @@ class TooManyNewDays(Unprocessable):
 
 
 def ensure_days(
-    engine: Engine, days: Iterable[date], *, max_new: int | None = None
+    engine: Engine,
+    days: Iterable[date],
+    *,
+    max_new: int | None = None,
+    backfill: "BackfillBudget | None" = None,
 ) -> None:
     """Makes sure each day has a partition; cheap when this process knows it.
-    Refuses, creating nothing, when more than `max_new` days would be new."""
+    Refuses, creating nothing, when more than `max_new` days would be new, or
+    when the new days before yesterday would overdraw today's backfill budget."""
     if is_sqlite(engine):
         return
     key = str(engine.url)
@@ -116,6 +127,7 @@ def ensure_days(
     if not missing:
         return
     with engine.begin() as connection:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         _lock(connection)
         present = existing_days(connection)
         new = sorted(missing - present)
@@ -127,11 +139,55 @@ def ensure_days(
                 first_day=new[0].isoformat(),
                 last_day=new[-1].isoformat(),
             )
+        if backfill is not None:
+            backfill.spend(connection, new)
         for day in new:
             _create(connection, day)
             log.info("tracking.partition_created", day=day.isoformat())
     with _known_lock:
         _known[key] |= present | missing
+
+
+class BackfillSpent(TooManyRequests):
+    slug, title = "backfill-limit", "Too many past days created today"
+
+
+@dataclass(frozen=True)
+class BackfillBudget:
+    """How many partitions for days before yesterday uploads may create on one
+    UTC day, across every device and worker."""
+
+    today: date
+    per_day: int
+
+    def spend(self, connection: Connection, new: list[date]) -> None:
+        """Records the new past days, or refuses them all if they would pass
+        the budget; the caller holds the partition lock."""
+        past = [day for day in new if day < self.today - timedelta(days=1)]
+        if not past:
+            return
+        spent = connection.execute(
+            select(func.count())
+            .select_from(Backfill)
+            .where(Backfill.created_on == self.today)
+        ).scalar_one()
+        if spent + len(past) > self.per_day:
+            raise BackfillSpent(
+                f"Uploads have created {spent} partitions for past days today, "
+                f"of {self.per_day} allowed; these fixes need {len(past)} more. "
+                "Send them again after midnight UTC.",
+                retry_after_s=_seconds_to_midnight(self.today),
+                past_days=len(past),
+            )
+        connection.execute(
+            insert(Backfill), [{"day": d, "created_on": self.today} for d in past]
+        )
+        log.warning("tracking.partitions_backfilled", days=len(past), spent=spent)
+
+
+def _seconds_to_midnight(today: date) -> int:
+    midnight = datetime.combine(today + timedelta(days=1), time(), tzinfo=UTC)
+    return max(1, math.ceil((midnight - utcnow()).total_seconds()))
 
 
 def drop_expired(engine: Engine, *, now: datetime, retention_days: int) -> list[date]:

@@ -39,6 +39,8 @@ def post(client, raw: bytes):
         b'{"x": -Infinity}',
         b'{"x": 9007199254740992}',
         b'{"x": [1, -12345678901234567890]}',
+        b'{"x": 1e400}',
+        b'{"x": {"y": -2.5E+999}}',
     ],
 )
 def test_values_canonical_json_cannot_carry_are_refused(client, raw):
@@ -57,6 +59,7 @@ def test_values_canonical_json_cannot_carry_are_refused(client, raw):
         b'{"note": "NaN and Infinity inside a string are text"}',
         b'{"hash": "12345678901234567890abcdef"}',
         b'{"x": 1.5e300}',
+        b'{"x": 1e-400, "note": "e999 in a string is text"}',
     ],
 )
 def test_ordinary_json_passes_unchanged(client, raw):

@@ -358,3 +358,25 @@ def test_oversized_attributes_are_replaced_by_their_size(client, device, device_
     first, second = stored_positions(client)
     assert first.attributes == {"attributes_dropped_bytes": 10_011}
     assert second.attributes == small
+
+
+def test_a_battery_level_that_overflows_as_a_percentage_is_set_aside_as_text(
+    client, device, device_token
+):
+    body = {
+        "device_id": device,
+        "location": {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "coords": {"latitude": HOME[0], "longitude": HOME[1]},
+            "battery": {"level": 1e307},
+        },
+    }
+
+    response = client.post(
+        "/", json=body, headers={"Authorization": f"Bearer {device_token}"}
+    )
+
+    assert response.json()["accepted"] == 1, response.text
+    [stored] = stored_positions(client)
+    assert stored.battery is None
+    assert stored.attributes["out_of_range"] == {"battery": "inf"}

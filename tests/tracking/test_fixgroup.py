@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from services.tracking import fixgroup
 from services.tracking import ingest as ingestion
@@ -138,3 +139,44 @@ def test_the_osmand_endpoint_answers_through_the_group_writer(
     assert first.json()["accepted"] == 1
     assert again.json() == {**first.json(), "accepted": 0, "dropped": {"duplicate": 1}}
     assert len(stored_positions(client, devices[0])) == 1
+
+
+def test_a_fix_on_a_new_past_day_after_a_late_fix_does_not_stall_its_group(
+    client, devices
+):
+    """A late fix reads positions inside the group's transaction; a later fix
+    of the group needing a new partition must not wait for that transaction."""
+    sessions, config = client.app.state.sessions, TrackingConfig()
+    write_group(sessions, config, [device_fix(devices[0], 100)])
+    old_day = DeviceFix(
+        devices[1],
+        RawFix(time=datetime(2010, 5, 2, 12, tzinfo=UTC), lat=HOME[0], lon=HOME[1]),
+        NOW,
+    )
+
+    with capture_logs() as logs:
+        outcomes = write_group(sessions, config, [device_fix(devices[0], 50), old_day])
+
+    assert [o.accepted for o in outcomes] == [1, 1]
+    assert "tracking.fix_group_split" not in [e["event"] for e in logs]
+    assert fix_times(client, devices[1]) == [old_day.fix.time]
+
+
+def test_a_malformed_device_id_in_a_json_body_is_refused_before_the_database(
+    client, devices, token_for
+):
+    body = (
+        '{"device_id": "truck\\ud800", "location": {"timestamp": 1764579600, '
+        '"coords": {"latitude": 52.66, "longitude": -8.63}}}'
+    )
+    response = client.post(
+        "/",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token_for('admin', 'admin')}",
+            "Content-Type": "application/json",
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("invalid-fix")

@@ -114,3 +114,45 @@ def test_a_batch_spread_over_too_many_new_days_is_refused_whole(
     assert stored_positions(client) == []
     accepted = post_batch(client, device_token, spread[:3])
     assert accepted.json()["accepted"] == 3
+
+
+@postgres_only
+def test_past_days_created_by_uploads_are_capped_per_day_across_uploads(
+    make_client, token_for, auth_header
+):
+    client = make_client(max_backfill_partitions_per_day=2)
+    headers = auth_header("service", "service:intake")
+    client.put(
+        f"/v1/devices/{DEVICE}",
+        json={"vehicle_id": "v", "hauler_id": "h", "plate": "P"},
+        headers=headers,
+    )
+    before = days(client)
+    base = datetime(2015, 3, 1, 12, tzinfo=UTC)
+
+    def upload(*offsets_days):
+        points = [
+            {
+                "time": (base + timedelta(days=n)).isoformat(),
+                "lat": HOME[0],
+                "lon": HOME[1] + n / 1000,
+            }
+            for n in offsets_days
+        ]
+        return client.post(
+            f"/v1/devices/{DEVICE}/positions",
+            json={"positions": points},
+            headers={"Authorization": f"Bearer {token_for('device', DEVICE)}"},
+        )
+
+    refused = upload(0, 1, 2)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["type"].endswith("backfill-limit")
+    assert 0 < int(refused.headers["Retry-After"]) <= 86_400
+    assert days(client) == before
+
+    assert upload(0).json()["accepted"] == 1
+    assert upload(1).json()["accepted"] == 1
+    assert upload(0, 1).json()["dropped"] == {"duplicate": 2}
+    assert upload(2).status_code == 429
+    assert days(client) - before == {date(2015, 3, 1), date(2015, 3, 2)}
