@@ -10,7 +10,8 @@ import json
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 import structlog
@@ -32,6 +33,7 @@ from services.tracking.models import (
 )
 from services.tracking.motion import Cluster, Fix, MotionRules, Track, advance
 from services.tracking.osmand import RawFix, plausible
+from shared.canonical import digest_of
 from shared.timeutil import as_utc, iso_utc
 
 log = structlog.get_logger()
@@ -709,29 +711,37 @@ def _check_corridor(session, device: Device, routes, previous: Fix, fix: Fix, no
 
 def _check_licence(session, device: Device, fixes: list[RawFix], now) -> None:
     """Fixes before the licence window or from its end on raise one alert per
-    UTC day, spanning the day so that every trip of it carries it."""
+    UTC day and window, spanning that day's fixes outside it. A new window
+    (a suspension, a renewal) raises a new alert even on a day that has one."""
     window = service.licence_window(device)
-    outside = [fix.time for fix in fixes if service.outside_licence(window, fix.time)]
-    if not outside:
-        return
+    outside = sorted(
+        fix.time for fix in fixes if service.outside_licence(window, fix.time)
+    )
+    for day, times in groupby(outside, key=lambda time: time.date()):
+        _raise_licence_alert(session, device, window, day, list(times), now)
+
+
+def _raise_licence_alert(session, device, window, day: date, times, now) -> None:
     start, end = (iso_utc(t) if t is not None else None for t in window)
-    for day in sorted({time.date() for time in outside}):
-        first = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        service.record_alert(
-            session,
-            dedup_key=f"licence_invalid:{device.device_id}:{day.isoformat()}",
-            kind="licence_invalid",
-            start=first,
-            end=first + timedelta(days=1) - timedelta(seconds=1),
-            message=(
-                f"Operating on {day} outside its licence, "
-                f"{service.describe_licence(window)}."
-            ),
-            raised_by="tracking",
-            now=now,
-            device=device,
-            detail={"licence_valid_from": start, "licence_valid_until": end},
-        )
+    tag = digest_of({"from": start, "until": end})[:12]
+    alert = service.record_alert(
+        session,
+        dedup_key=f"licence_invalid:{device.device_id}:{day.isoformat()}:{tag}",
+        kind="licence_invalid",
+        start=times[0],
+        end=times[-1],
+        message=(
+            f"Operating on {day} outside its licence, "
+            f"{service.describe_licence(window)}."
+        ),
+        raised_by="tracking",
+        now=now,
+        device=device,
+        detail={"licence_valid_from": start, "licence_valid_until": end},
+    )
+    if alert.status != "resolved":
+        alert.start = min(as_utc(alert.start), times[0])
+        alert.end = max(as_utc(alert.end), times[-1])
 
 
 def _check_summarised_trips(

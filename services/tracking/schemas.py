@@ -7,12 +7,13 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     model_validator,
 )
 
-from shared.timeutil import as_utc
+from shared.timeutil import as_utc, rfc3339_text
 
 PlaceKind = Literal["community", "plant", "depot", "corridor"]
 AlertStatus = Literal["open", "acknowledged", "resolved"]
@@ -50,7 +51,9 @@ def _licence_instant(value: datetime) -> datetime:
     return value
 
 
-LicenceInstant = Annotated[AwareDatetime, AfterValidator(_licence_instant)]
+LicenceInstant = Annotated[
+    AwareDatetime, BeforeValidator(rfc3339_text), AfterValidator(_licence_instant)
+]
 
 
 class PlaceIn(Strict):

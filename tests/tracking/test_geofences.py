@@ -210,11 +210,51 @@ def test_a_truck_with_an_expired_licence_raises_one_alert_a_day(
 
     raised = alerts(client, service_auth, "licence_invalid")
     assert len(raised) == 1
-    assert raised[0]["start"].startswith("2026-12-01T00:00:00")
+    assert (raised[0]["start"], raised[0]["end"]) == (
+        iso_utc(at(0)),
+        last_time(drive(600, HOME, north_m=0, east_m=500)),
+    )
     assert raised[0]["detail"] == {
         "licence_valid_from": None,
         "licence_valid_until": "2026-12-01T00:00:00Z",
     }
+
+
+def last_time(fixes: list[dict]) -> str:
+    return max(f["time"] for f in fixes)
+
+
+def test_a_new_licence_window_raises_a_new_alert_the_same_day(
+    client, device_token, service_auth, auth_header
+):
+    register_with_licence(client, service_auth, valid_until="2026-12-01T00:00:00Z")
+    post_batch(client, device_token, [fix(0, *HOME)])
+    [first] = alerts(client, service_auth, "licence_invalid")
+    resolved = client.post(
+        f"/v1/alerts/{first['id']}/resolve",
+        json={"reason": "renewal on its way"},
+        headers=auth_header("inspector", "inspector:ann"),
+    )
+    assert resolved.status_code == 200, resolved.text
+
+    register_with_licence(
+        client,
+        service_auth,
+        valid_from="2026-01-01T00:00:00Z",
+        valid_until=iso_utc(at(3600)),
+    )
+    post_batch(client, device_token, [fix(1800, *HOME)])
+    assert len(alerts(client, service_auth, "licence_invalid")) == 1
+    post_batch(client, device_token, [fix(3600, *HOME), fix(3660, *HOME)])
+
+    second = [
+        a
+        for a in alerts(client, service_auth, "licence_invalid")
+        if a["id"] != first["id"]
+    ]
+    assert [(a["start"], a["end"], a["status"]) for a in second] == [
+        (iso_utc(at(3600)), iso_utc(at(3660)), "open")
+    ]
 
 
 def test_a_fix_at_the_licence_end_alerts_and_one_a_second_before_does_not(
@@ -235,7 +275,7 @@ def test_a_fix_at_the_licence_end_alerts_and_one_a_second_before_does_not(
     assert inside.json()["accepted"] == at_end.json()["accepted"] == 1
     assert before_end == []
     assert len(raised) == 1
-    assert raised[0]["start"].startswith("2026-12-01T00:00:00")
+    assert (raised[0]["start"], raised[0]["end"]) == (iso_utc(at(60)), iso_utc(at(60)))
     assert raised[0]["message"] == (
         "Operating on 2026-12-01 outside its licence, "
         "valid from 2026-01-01T00:00:00Z until 2026-12-01T08:01:00Z."
@@ -305,6 +345,10 @@ def test_the_licence_window_is_shown_in_utc(client, service_auth):
         {"valid_from": "2026-12-01"},
         {"valid_until": "9999-12-31T23:59:59-05:00"},
         {"valid_from": "2026-12-02T00:00:00Z", "valid_until": "2026-12-01T00:00:00Z"},
+        {"valid_until": 1767225600},
+        {"valid_until": "1767225600"},
+        {"valid_until": "2026-12-01 00:00:00Z"},
+        {"valid_until": "2026-12-01T00:00Z"},
     ],
 )
 def test_a_licence_window_that_is_not_exact_or_in_order_is_refused(
