@@ -674,18 +674,15 @@ def _volume_check(
 ) -> Discrepancy | None:
     """Records and raises a discrepancy when the weighed net mass over the
     volume the pickups declared is a bulk density outside the configured
-    range; a batch whose pickups declared 0 litres in all is not checked."""
+    range. Mass weighed against no volume declared at all is one too, so that
+    declaring 0 litres does not escape the check."""
     litres = _pickup_total(session, batch, "declared_volume_l")
     net = event.statement["body"]["net_kg"]
     low, high = config.volume_density_min_kg_m3, config.volume_density_max_kg_m3
-    if litres == 0 or low * litres <= net * 1000 <= high * litres:
+    if low * litres <= net * 1000 <= high * litres:
         return None
     bound = low if net * 1000 < low * litres else high
-    density = round(net * 1000 / litres)
-    detail = (
-        f"Weighed net {net} kg in the {litres} L declared at pickup is "
-        f"{density} kg/m3, outside {low}-{high} kg/m3."
-    )
+    density = round(net * 1000 / litres) if litres else None
     facts = {
         "check": "weighbridge_volume",
         "declared_volume_l": litres,
@@ -702,8 +699,17 @@ def _volume_check(
         kind="volume_discrepancy",
         expected_kg=bound * litres // 1000,
         actual_kg=net,
-        detail=detail,
+        detail=_volume_detail(net, litres, density, low, high),
         facts=facts,
+    )
+
+
+def _volume_detail(net, litres, density, low, high) -> str:
+    if density is None:
+        return f"Weighed net {net} kg, but the pickups declared no volume."
+    return (
+        f"Weighed net {net} kg in the {litres} L declared at pickup is "
+        f"{density} kg/m3, outside {low}-{high} kg/m3."
     )
 
 

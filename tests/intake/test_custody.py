@@ -214,15 +214,24 @@ def test_a_density_at_either_end_of_the_range_raises_nothing(app, world, net):
     assert not alerts(app)
 
 
-def test_a_batch_declared_at_zero_litres_is_not_volume_checked(app, world):
+def test_mass_weighed_against_no_declared_volume_is_a_discrepancy(app, world):
     batch_id, request_id = world.dispatched_batch()
     world.pickup(batch_id, request_id, mass=300, volume=0)
 
     response = world.deliver(batch_id, gross=11_300, tare=11_000)
 
     assert response.status_code == 201, response.text
-    assert response.json()["discrepancies"] == []
-    assert not alerts(app)
+    [found] = response.json()["discrepancies"]
+    assert (found["kind"], found["expected_kg"], found["actual_kg"]) == (
+        "volume_discrepancy",
+        0,
+        300,
+    )
+    [alert] = alerts(app)
+    assert alert.body["message"] == (
+        "Weighed net 300 kg, but the pickups declared no volume."
+    )
+    assert alert.body["detail"]["density_kg_m3"] is None
 
 
 def test_the_volume_check_sums_every_pickup_of_the_batch(app, world):
