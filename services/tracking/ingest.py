@@ -740,8 +740,13 @@ def _raise_licence_alert(session, device, window, day: date, times, now) -> None
         detail={"licence_valid_from": start, "licence_valid_until": end},
     )
     if alert.status != "resolved":
-        alert.start = min(as_utc(alert.start), times[0])
-        alert.end = max(as_utc(alert.end), times[-1])
+        _widen(alert, times[0], times[-1])
+
+
+def _widen(alert: Alert, first: datetime, last: datetime) -> None:
+    """Stretches an alert's span to cover the instants first to last."""
+    alert.start = min(as_utc(alert.start), first)
+    alert.end = max(as_utc(alert.end), last)
 
 
 def _check_summarised_trips(
@@ -787,8 +792,7 @@ def _raise_late_fixes(session, device, batch_id: str, inside, now) -> None:
         detail={"batch_id": batch_id, "fixes": 0},
     )
     alert.detail = {**alert.detail, "fixes": alert.detail["fixes"] + len(inside)}
-    alert.start = min(as_utc(alert.start), inside[0])
-    alert.end = max(as_utc(alert.end), inside[-1])
+    _widen(alert, inside[0], inside[-1])
     service.attach_alerts(session, batch_id=batch_id, alert_ids=[alert.id])
     log.warning("tracking.fix_after_summary", batch_id=batch_id, fixes=len(inside))
 
