@@ -56,12 +56,8 @@ def write_group(
     config: TrackingConfig,
     items: Sequence[DeviceFix],
 ) -> list[Outcome]:
-    """Writes the group in one transaction, or else each fix alone. Missing
-    partitions are created first: once the group's transaction has touched
-    positions, creating one would wait for that transaction to end."""
+    """Writes the group in one transaction, or else each fix alone."""
     try:
-        with sessions() as session:
-            _ensure_partitions(session, config, items)
         with sessions() as session:
             outcomes = ingest_group(session, config, items)
             session.commit()
@@ -71,15 +67,6 @@ def write_group(
             "tracking.fix_group_split", size=len(items), error=type(exc).__name__
         )
         return [write_alone(sessions, config, item) for item in items]
-
-
-def _ensure_partitions(
-    session: Session, config: TrackingConfig, items: Sequence[DeviceFix]
-) -> None:
-    now = max(item.received_at for item in items)
-    fixes = [item.fix for item in items]
-    days = ingestion.usable_days(config, fixes, now)
-    ingestion.ensure_partitions(session.get_bind(), config, days, now)
 
 
 def write_alone(
@@ -101,6 +88,7 @@ def ingest_group(
     """Cleans and stores every fix of the group, in arrival order; a fix from
     an unregistered device is answered with that problem."""
     targets = _targets(session, {item.device_id for item in items})
+    _create_partitions(session, config, items, targets)
     pending = ingestion.PendingPositions()
     outcomes: list[Outcome] = []
     for item in items:
@@ -111,6 +99,21 @@ def ingest_group(
         outcomes.append(_ingest(session, config, target, item, pending))
     pending.write(session)
     return outcomes
+
+
+def _create_partitions(session: Session, config, items, targets) -> None:
+    """Creates the partitions the registered devices' fixes need, each fix
+    judged at its own arrival, on a connection of its own. The group's
+    transaction has locked motion rows but not yet touched positions, so
+    creating a partition does not wait for it; ingest then creates none."""
+    known = [i for i in items if not isinstance(targets[i.device_id], Problem)]
+    if not known:
+        return
+    days = set().union(
+        *(ingestion.usable_days(config, [i.fix], i.received_at) for i in known)
+    )
+    now = max(item.received_at for item in known)
+    ingestion.ensure_partitions(session.get_bind(), config, days, now)
 
 
 def _ingest(

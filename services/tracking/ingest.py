@@ -76,7 +76,8 @@ def ingest(
     fixes = [plausible(fix) for fix in fixes]
     usable = [fix for fix in fixes if _usable(config, fix, now, result)]
     usable = _first_of_each_time(usable, result)
-    ensure_partitions(session.get_bind(), config, {f.time.date() for f in usable}, now)
+    days = {fix.time.date() for fix in usable}
+    ensure_partitions(session.get_bind(), config, days, now, create=pending is None)
     last = as_utc(state.last_time) if state.last_time else None
     late = [fix for fix in usable if last is not None and fix.time <= last]
     fresh = [fix for fix in usable if last is None or fix.time > last]
@@ -115,13 +116,20 @@ def ingest(
 def usable_days(config: TrackingConfig, fixes: list[RawFix], now) -> set[date]:
     """The days of the fixes cleaning would not drop by their own readings."""
     ignored = IngestResult()
-    return {fix.time.date() for fix in fixes if _usable(config, fix, now, ignored)}
+    return {
+        fix.time.date()
+        for fix in fixes
+        if _usable(config, plausible(fix), now, ignored)
+    }
 
 
-def ensure_partitions(engine, config: TrackingConfig, days: set[date], now) -> None:
+def ensure_partitions(
+    engine, config: TrackingConfig, days: set[date], now, *, create: bool = True
+) -> None:
     """Creates the partitions these days need, on a connection of its own.
     Creating one waits for every open transaction that has touched positions,
-    so a caller that stores fixes calls this before its transaction does."""
+    so a caller that stores fixes calls this before its transaction does;
+    with `create` false a missing day is an error instead of a wait."""
     partitions.ensure_days(
         engine,
         days,
@@ -129,6 +137,7 @@ def ensure_partitions(engine, config: TrackingConfig, days: set[date], now) -> N
         backfill=partitions.BackfillBudget(
             now.date(), config.max_backfill_partitions_per_day
         ),
+        create=create,
     )
 
 

@@ -114,6 +114,7 @@ def ensure_days(
     *,
     max_new: int | None = None,
     backfill: "BackfillBudget | None" = None,
+    create: bool = True,
 ) -> None:
     """Makes sure each day has a partition; cheap when this process knows it.
     Refuses, creating nothing, when more than `max_new` days would be new, or
@@ -126,6 +127,8 @@ def ensure_days(
         missing = wanted - _known.setdefault(key, set())
     if not missing:
         return
+    if not create:
+        raise PartitionsMissing(sorted(missing))
     with engine.begin() as connection:
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         _lock(connection)
@@ -146,6 +149,10 @@ def ensure_days(
             log.info("tracking.partition_created", day=day.isoformat())
     with _known_lock:
         _known[key] |= present | missing
+
+
+class PartitionsMissing(RuntimeError):
+    """Days a caller needed to exist already, as it may not create them."""
 
 
 class BackfillSpent(TooManyRequests):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from services.tracking import fixgroup
+from services.tracking import fixgroup, partitions
 from services.tracking import ingest as ingestion
 from services.tracking.config import TrackingConfig
 from services.tracking.fixgroup import DeviceFix, write_group
@@ -16,6 +16,7 @@ from services.tracking.osmand import RawFix
 from services.tracking.service import UnknownDevice
 from shared.groupcommit import GroupCommit
 from shared.timeutil import as_utc
+from tests.conftest import BACKEND
 
 from .conftest import (
     HOME,
@@ -180,3 +181,17 @@ def test_a_malformed_device_id_in_a_json_body_is_refused_before_the_database(
 
     assert response.status_code == 422, response.text
     assert response.json()["type"].endswith("invalid-fix")
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="PostgreSQL only")
+def test_an_unregistered_device_creates_no_partition(client, devices):
+    old_day = datetime(2011, 1, 1, 12, tzinfo=UTC)
+    ghost = DeviceFix("dev-ghost", RawFix(old_day, *HOME), NOW)
+    with client.app.state.engine.connect() as connection:
+        before = partitions.existing_days(connection)
+
+    [outcome] = write_group(client.app.state.sessions, TrackingConfig(), [ghost])
+
+    assert isinstance(outcome, UnknownDevice)
+    with client.app.state.engine.connect() as connection:
+        assert partitions.existing_days(connection) == before
